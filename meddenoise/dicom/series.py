@@ -1,0 +1,94 @@
+"""The nouns of a CT series: what ``find_series`` discovers and what ``read_series`` loads.
+
+A ``SeriesInfo`` is header-only (cheap: ``meddenoise info`` uses it). A ``CTSeries`` adds the HU
+volume. Both keep slices sorted along the slice normal (ARCHITECTURE.md rule 1), and the per-slice
+headers the writer needs to make a derived series (rule 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class SliceRef:
+    """One source slice: where it came from and where it sits.
+
+    ``header`` is the slice's dataset with PixelData removed; the writer copies it.
+    ``frame_index`` is None for single-frame CT, or the 0-based frame of an Enhanced CT file.
+    """
+
+    path: Path
+    sop_instance_uid: str
+    sop_class_uid: str
+    position_mm: tuple[float, float, float]
+    normal_offset_mm: float
+    header: Dataset
+    frame_index: int | None = None
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """Everything known about one series without decoding pixels.
+
+    Arrays follow numpy order: ``shape`` is (slices, rows, columns) and
+    ``spacing_mm`` is (slice step along the normal, row spacing, column spacing).
+    ``problems`` lists issues found by validation in words (gap, gantry tilt, ...); a series with
+    fatal problems is still listed by ``meddenoise info`` but refused by ``read_series``.
+    """
+
+    series_uid: str
+    study_uid: str
+    frame_of_reference_uid: str
+    description: str
+    modality: str
+    kernel: str
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    orientation: tuple[float, float, float, float, float, float]
+    slices: tuple[SliceRef, ...]
+    tilt_deg: float = 0.0
+    problems: tuple[str, ...] = ()
+    fatal_problems: tuple[str, ...] = ()
+
+    @property
+    def origin_mm(self) -> tuple[float, float, float]:
+        """ImagePositionPatient of the first slice (after sorting)."""
+        return self.slices[0].position_mm
+
+    @property
+    def direction(self) -> npt.NDArray[np.float64]:
+        """3×3 matrix whose columns are the row, column and slice-normal direction cosines."""
+        row = np.asarray(self.orientation[:3], dtype=np.float64)
+        col = np.asarray(self.orientation[3:], dtype=np.float64)
+        return np.stack([row, col, np.cross(row, col)], axis=1)
+
+
+@dataclass(frozen=True)
+class CTSeries:
+    """A loaded series: HU in float32 shaped (slices, rows, columns), sorted along the normal.
+
+    ``padding_mask`` marks pixels that held PixelPaddingValue (outside the scan field); the writer
+    restores them. It is None when the series declares no padding.
+    """
+
+    info: SeriesInfo
+    hu: npt.NDArray[np.float32]
+    padding_mask: npt.NDArray[np.bool_] | None = None
+
+    def __post_init__(self) -> None:
+        if self.hu.shape != self.info.shape:
+            raise ValueError(f"HU volume shape {self.hu.shape} does not match the series {self.info.shape}")
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a folder walk found: the CT series, and the files it skipped with the reason."""
+
+    series: tuple[SeriesInfo, ...]
+    skipped: tuple[tuple[Path, str], ...] = field(default=())

@@ -1,0 +1,107 @@
+"""HU ranges: the network's input range, and the named display/metric windows.
+
+The two are different types on purpose (ARCHITECTURE.md rule 3). A ``NetworkRange`` belongs to a
+checkpoint and is wide, so it never clips anatomy away. A ``DisplayWindow`` (abdomen, lung, ...)
+is used only to compute metrics and draw figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.floating]
+
+WindowName = Literal["abdomen", "lung", "bone", "brain", "full", "chest-ldct", "abdomen-ldct", "head-ldct"]
+
+
+@dataclass(frozen=True)
+class NetworkRange:
+    """How HU become network units: ``unit = (clip(hu, lower_hu, upper_hu) - offset_hu) / scale_hu``.
+
+    Examples
+    --------
+    >>> r = NetworkRange(lower_hu=-1024.0, upper_hu=3071.0, offset_hu=0.0, scale_hu=1000.0)
+    >>> float(r.to_unit(np.array([1000.0]))[0])
+    1.0
+    """
+
+    lower_hu: float = -1024.0
+    upper_hu: float = 3071.0
+    offset_hu: float = 0.0
+    scale_hu: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if not self.lower_hu < self.upper_hu:
+            raise ValueError(f"NetworkRange needs lower_hu < upper_hu, got {self.lower_hu}..{self.upper_hu}")
+        if self.scale_hu <= 0:
+            raise ValueError(f"NetworkRange needs scale_hu > 0, got {self.scale_hu}")
+
+    def to_unit(self, hu: FloatArray) -> npt.NDArray[np.float32]:
+        """HU → network units (clipped to the range)."""
+        clipped = np.clip(hu, self.lower_hu, self.upper_hu)
+        return ((clipped - self.offset_hu) / self.scale_hu).astype(np.float32)
+
+    def to_hu(self, unit: FloatArray) -> npt.NDArray[np.float32]:
+        """Network units → HU (the exact inverse of ``to_unit`` inside the range)."""
+        return (np.asarray(unit, dtype=np.float32) * self.scale_hu + self.offset_hu).astype(np.float32)
+
+    def inside(self, hu: FloatArray) -> npt.NDArray[np.bool_]:
+        """True where ``hu`` lies inside the range, so the network saw it unclipped."""
+        return (hu >= self.lower_hu) & (hu <= self.upper_hu)
+
+
+@dataclass(frozen=True)
+class DisplayWindow:
+    """A named display/metric window given by centre and width in HU.
+
+    ``unit`` maps the window to [0, 1] (used by the LDCT-Bench "anatomy" protocols);
+    ``clip_hu`` keeps HU and clips (used by the abdomen and full protocols).
+    """
+
+    name: str
+    center_hu: float
+    width_hu: float
+
+    @property
+    def lower_hu(self) -> float:
+        return self.center_hu - self.width_hu / 2.0
+
+    @property
+    def upper_hu(self) -> float:
+        return self.center_hu + self.width_hu / 2.0
+
+    def clip_hu(self, hu: FloatArray) -> npt.NDArray[np.float64]:
+        """Clip HU to the window (values stay in HU)."""
+        return np.clip(np.asarray(hu, dtype=np.float64), self.lower_hu, self.upper_hu)
+
+    def to_unit(self, hu: FloatArray) -> npt.NDArray[np.float64]:
+        """Map the window to [0, 1], clipping outside it."""
+        return (self.clip_hu(hu) - self.lower_hu) / self.width_hu
+
+
+WINDOWS: dict[str, DisplayWindow] = {
+    # EVALUATION.md "abdomen" protocol: clip to [-160, 240] HU, data_range 400.
+    "abdomen": DisplayWindow("abdomen", center_hu=40.0, width_hu=400.0),
+    "lung": DisplayWindow("lung", center_hu=-600.0, width_hu=1500.0),
+    "bone": DisplayWindow("bone", center_hu=400.0, width_hu=1800.0),
+    "brain": DisplayWindow("brain", center_hu=40.0, width_hu=80.0),
+    # EVALUATION.md "full" protocol: clip to [-1024, 3072] HU, data_range 4096.
+    "full": DisplayWindow("full", center_hu=1024.0, width_hu=4096.0),
+    # LDCT-Bench anatomy windows (mapped to [0, 1], data_range 1).
+    "chest-ldct": DisplayWindow("chest-ldct", center_hu=-600.0, width_hu=1500.0),
+    "abdomen-ldct": DisplayWindow("abdomen-ldct", center_hu=50.0, width_hu=400.0),
+    "head-ldct": DisplayWindow("head-ldct", center_hu=40.0, width_hu=80.0),
+}
+
+
+def window_by_name(name: str) -> DisplayWindow:
+    """Look up a named display window, naming the valid ones when ``name`` is unknown."""
+    try:
+        return WINDOWS[name]
+    except KeyError:
+        valid = ", ".join(get_args(WindowName))
+        raise ValueError(f"unknown window {name!r}; valid windows: {valid}") from None
