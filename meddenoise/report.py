@@ -1,0 +1,209 @@
+"""Scores to files: ``report.json`` and ``report.csv``, each stating its metric protocol.
+
+The content is built first as plain data (:func:`report_document`, :func:`csv_rows`) and written
+second, so a later HTML report (with figures) can render the same document.
+
+Infinite PSNR (identical slices) is written as JSON ``null`` next to ``"psnr_infinite": true`` (and
+``"n_infinite_psnr"`` per series), and as the text ``inf`` in CSV (``float("inf")`` parses it).
+The JSON never holds NaN or Infinity literals. Both files are written atomically: a temporary
+file in the same folder, then ``os.replace``; an existing report in ``out_dir`` is replaced.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from meddenoise import __version__
+from meddenoise.errors import OutputError
+from meddenoise.metrics import SeriesScores, SliceScore
+
+logger = logging.getLogger(__name__)
+
+JSON_NAME = "report.json"
+CSV_NAME = "report.csv"
+CSV_COLUMNS = (
+    "slice_index",
+    "position_mm",
+    "protocol",
+    "psnr_db",
+    "ssim",
+    "rmse",
+    "rmse_unit",
+    "protocol_description",
+)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _slice_entry(score: SliceScore) -> dict[str, object]:
+    return {
+        "index": score.index,
+        "position_mm": score.position_mm,
+        "psnr_db": _finite_or_none(score.psnr),
+        "psnr_infinite": math.isinf(score.psnr),
+        "ssim": score.ssim,
+        "rmse": score.rmse,
+    }
+
+
+def _series_entry(scores: SeriesScores) -> dict[str, object]:
+    protocol = scores.protocol
+    return {
+        "protocol": protocol.id,
+        "protocol_description": protocol.describe_full(),
+        "data_range": protocol.data_range,
+        "rmse_unit": protocol.rmse_unit,
+        "aggregation": scores.aggregation,
+        "n_slices": scores.n_slices,
+        "n_infinite_psnr": scores.n_infinite_psnr,
+        "mean_psnr_db": _finite_or_none(scores.mean_psnr),
+        "mean_ssim": scores.mean_ssim,
+        "mean_rmse": scores.mean_rmse,
+        "per_slice": [_slice_entry(s) for s in scores.per_slice],
+    }
+
+
+def report_document(
+    *, scores: Mapping[str, SeriesScores], context: Mapping[str, object], created: datetime | None = None
+) -> dict[str, object]:
+    """The report as plain JSON-ready data (what ``report.json`` holds).
+
+    Parameters
+    ----------
+    scores
+        Series scores keyed by protocol id (as :func:`meddenoise.metrics.score_volume` returns).
+    context
+        What the caller knows about the run: inputs, model card, UIDs. Paths, dataclasses and numpy
+        scalars are converted when written.
+    created
+        Timestamp to record; now (UTC) when omitted.
+    """
+    when = created if created is not None else datetime.now(UTC)
+    return {
+        "meddenoise_version": __version__,
+        "created": when.isoformat(timespec="seconds"),
+        "context": dict(context),
+        "protocols": {key: s.protocol.describe_full() for key, s in scores.items()},
+        "series": {key: _series_entry(s) for key, s in scores.items()},
+    }
+
+
+def _csv_number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return "inf" if math.isinf(value) else repr(float(value))
+
+
+def csv_rows(*, scores: Mapping[str, SeriesScores]) -> list[dict[str, str]]:
+    """One row per slice × protocol, with the columns :data:`CSV_COLUMNS`."""
+    rows: list[dict[str, str]] = []
+    for series in scores.values():
+        protocol = series.protocol
+        for s in series.per_slice:
+            rows.append(
+                {
+                    "slice_index": str(s.index),
+                    "position_mm": _csv_number(s.position_mm),
+                    "protocol": protocol.id,
+                    "psnr_db": _csv_number(s.psnr),
+                    "ssim": _csv_number(s.ssim),
+                    "rmse": _csv_number(s.rmse),
+                    "rmse_unit": protocol.rmse_unit,
+                    "protocol_description": protocol.describe_full(),
+                }
+            )
+    return rows
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"report context value of type {type(value).__name__} is not JSON serialisable")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write the report ({err.strerror or err})") from err
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write the report ({err.strerror or err})") from err
+
+
+def write_report(
+    *, out_dir: Path, scores: Mapping[str, SeriesScores], context: Mapping[str, object]
+) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.csv`` into ``out_dir`` (created if needed).
+
+    Returns
+    -------
+    tuple[Path, Path]
+        The paths of ``report.json`` and ``report.csv``.
+
+    Raises
+    ------
+    OutputError
+        If ``out_dir`` cannot be created or written.
+    ValueError
+        If ``context`` holds a non-finite float (JSON has no NaN/Infinity).
+    TypeError
+        If ``context`` holds a value that cannot be serialised.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from meddenoise.metrics import score_volume
+    >>> scores = score_volume(denoised=np.ones((1, 8, 8)), reference=np.zeros((1, 8, 8)))
+    >>> json_path, csv_path = write_report(out_dir=Path(tempfile.mkdtemp()), scores=scores, context={})
+    >>> json_path.name, csv_path.name
+    ('report.json', 'report.csv')
+    """
+    document = report_document(scores=scores, context=context)
+    json_text = json.dumps(document, indent=2, allow_nan=False, default=_json_default) + "\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(csv_rows(scores=scores))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{out_dir}: cannot create the report folder ({err.strerror or err})") from err
+    json_path, csv_path = out_dir / JSON_NAME, out_dir / CSV_NAME
+    _write_atomic(json_path, json_text)
+    _write_atomic(csv_path, buffer.getvalue())
+    logger.info("wrote %s and %s", json_path, csv_path)
+    return json_path, csv_path
