@@ -1,0 +1,164 @@
+"""ModelCard: what a checkpoint is, how it expects its input, what it was trained on and how it scored."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meddenoise import __version__
+from meddenoise.windowing import NetworkRange
+
+__all__ = ["MetricRecord", "ModelCard", "TrainingData"]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _today() -> str:
+    return dt.date.today().isoformat()
+
+
+def _checked_keys(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Reject unknown and missing keys of ``data`` for the dataclass ``cls``."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{what} has unknown keys {unknown}; valid keys: {', '.join(fields)}")
+    required = [
+        name
+        for name, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ValueError(f"{what} lacks required keys {missing}")
+    return dict(data)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """One data collection a model was trained or validated on."""
+
+    collection: str
+    licence: str
+    citation: str
+    role: str = "training"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingData:
+        """Build from a plain mapping, rejecting unknown keys."""
+        return cls(**_checked_keys(cls, data, "training_data entry"))
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    """One score, with the protocol (window, data_range) and data it was measured under."""
+
+    name: str
+    value: float
+    protocol: str
+    dataset: str
+    dose: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", float(self.value))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricRecord:
+        """Build from a plain mapping, rejecting unknown keys."""
+        return cls(**_checked_keys(cls, data, "metrics entry"))
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to rebuild, run and cite a checkpoint; JSON-serialisable.
+
+    ``architecture_kwargs`` never holds ``in_channels``: that is ``context_slices`` (1 for 2D,
+    an odd k for 2.5D). ``weights_sha256`` is filled in by ``save_checkpoint``.
+
+    Examples
+    --------
+    >>> card = ModelCard(name="demo", version="1", architecture="unet_pu")
+    >>> ModelCard.from_dict(card.to_dict()) == card
+    True
+    """
+
+    name: str
+    version: str
+    architecture: str
+    architecture_kwargs: dict[str, Any] = field(default_factory=dict)
+    network_range: NetworkRange = field(default_factory=NetworkRange)
+    context_slices: int = 1
+    training_data: tuple[TrainingData, ...] = ()
+    training_config: dict[str, Any] = field(default_factory=dict)
+    metrics: tuple[MetricRecord, ...] = ()
+    weights_sha256: str = ""
+    description: str = ""
+    created: str = field(default_factory=_today)
+    meddenoise_version: str = __version__
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"model name {self.name!r} must match {_NAME.pattern} (it names a file)")
+        if not self.version or not self.architecture:
+            raise ValueError(f"model {self.name!r} needs a non-empty version and architecture")
+        if (
+            not isinstance(self.context_slices, int)
+            or self.context_slices < 1
+            or self.context_slices % 2 == 0
+        ):
+            raise ValueError(f"context_slices must be a positive odd integer, got {self.context_slices!r}")
+        if "in_channels" in self.architecture_kwargs:
+            raise ValueError("architecture_kwargs must not set in_channels; it is context_slices")
+        if self.weights_sha256 and not _SHA256.match(self.weights_sha256):
+            raise ValueError(f"weights_sha256 must be 64 lowercase hex digits, got {self.weights_sha256!r}")
+        try:
+            dt.date.fromisoformat(self.created)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"created must be an ISO date (YYYY-MM-DD), got {self.created!r}") from err
+        object.__setattr__(self, "training_data", tuple(self.training_data))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        try:
+            json.dumps([self.architecture_kwargs, self.training_config], allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"architecture_kwargs and training_config must be plain JSON: {err}") from err
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-serialisable dict (lists, not tuples)."""
+        data = dataclasses.asdict(self)
+        data["training_data"] = [dataclasses.asdict(t) for t in self.training_data]
+        data["metrics"] = [dataclasses.asdict(m) for m in self.metrics]
+        return json.loads(json.dumps(data))  # deep copy, tuples → lists
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelCard:
+        """Build a card from ``to_dict`` output, rejecting unknown or missing keys (ValueError)."""
+        values = _checked_keys(cls, data, "model card")
+        if "network_range" in values:
+            values["network_range"] = NetworkRange(
+                **_checked_keys(NetworkRange, values["network_range"], "network_range")
+            )
+        if "training_data" in values:
+            values["training_data"] = tuple(TrainingData.from_dict(t) for t in values["training_data"])
+        if "metrics" in values:
+            values["metrics"] = tuple(MetricRecord.from_dict(m) for m in values["metrics"])
+        try:
+            return cls(**values)
+        except TypeError as err:
+            raise ValueError(f"model card has a value of the wrong type: {err}") from err
+
+    def to_json(self) -> str:
+        """Human-readable JSON (indented, sorted keys)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        """Parse ``to_json`` output (ValueError on malformed JSON or keys)."""
+        return cls.from_dict(json.loads(text))
