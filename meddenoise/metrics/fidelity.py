@@ -12,7 +12,7 @@ All inputs are in HU; the protocol converts them. The one SSIM implementation is
 ``structural_similarity`` with the settings in :data:`SSIM_SETTINGS` (uniform 7×7 window,
 K1 = 0.01, K2 = 0.03, population covariance, mean over the window-valid interior). Those settings
 agree with ``monai.metrics.SSIMMetric(kernel_type="uniform", win_size=7)`` to better than 1e-5
-(tests/test_metrics.py proves it); scikit-image's default sample covariance would differ from MONAI
+(tests/metrics/test_fidelity.py proves it); scikit-image's default sample covariance would differ from MONAI
 by up to 2e-3 on noisy full-range CT. PSNR and RMSE come from one mean squared error.
 
 This module never imports torch or monai.
