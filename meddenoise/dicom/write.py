@@ -12,12 +12,13 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pydicom
+from pydicom.dataset import Dataset
 
 from meddenoise.dicom.derive import (
     SMOOTHING,
@@ -38,6 +39,7 @@ __all__ = [
     "check_output_location",
     "derived_series_folder",
     "write_derived_series",
+    "write_series_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -127,22 +129,10 @@ def write_derived_series(
     final = derived_series_folder(out_dir=out_dir, source=source, derivation=derivation)
     for parent in {ref.path.parent for ref in source.slices}:
         check_output_location(input_root=parent, out_dir=final)
-    if final.exists() and not overwrite:
-        raise OutputError(f"{final} already holds a series; pass --overwrite to replace it")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        temp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=out_dir))
-        temp.chmod(0o755)  # mkdtemp makes it private; the series is an ordinary folder
-    except OSError as err:
-        raise OutputError(f"cannot create output folder {out_dir}: {err.strerror or err}") from err
-    try:
-        _write_slices(source=source, hu=hu, padding_mask=padding_mask, folder=temp,
-                      derivation=derivation, progress=progress)  # fmt: skip
-        _move_into_place(temp=temp, final=final, overwrite=overwrite)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
-    logger.info("wrote %d slices to %s", len(source.slices), final)
+    datasets = _derived_datasets(source=source, hu=hu, padding_mask=padding_mask, derivation=derivation)
+    write_series_files(
+        datasets=datasets, count=len(source.slices), final=final, overwrite=overwrite, progress=progress
+    )
     return final
 
 
@@ -158,37 +148,68 @@ def _check_volume(
         raise SeriesError(f"series {source.series_uid}: the HU volume holds {bad} NaN or infinite values")
 
 
-def _write_slices(
+def _derived_datasets(
     *,
     source: SeriesInfo,
     hu: npt.NDArray[np.floating],
     padding_mask: npt.NDArray[np.bool_] | None,
-    folder: Path,
     derivation: Derivation,
-    progress: Callable[[int], None] | None,
-) -> None:
+) -> Iterator[Dataset]:
     identity = derived_identity(source=source, derivation=derivation)
-    width = max(4, len(str(len(source.slices))))
     for index, ref in enumerate(source.slices):
         stored = hu_to_stored(
             hu=hu[index],
             header=ref.header,
             padding=None if padding_mask is None else padding_mask[index],
         )
-        ds = derive_slice(
+        yield derive_slice(
             ref=ref, instance_number=index + 1, stored=stored, identity=identity, derivation=derivation
         )
-        path = folder / f"{index + 1:0{width}d}.dcm"
-        try:
-            with path.open("wb") as handle:
-                pydicom.dcmwrite(handle, ds, enforce_file_format=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as err:
-            raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
-        if progress is not None:
-            progress(1)
-    _fsync_dir(folder)
+
+
+def write_series_files(
+    *,
+    datasets: Iterable[Dataset],
+    count: int,
+    final: Path,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write ``datasets`` as ``0001.dcm ...`` into ``final``, atomically (temp folder, fsync, rename).
+
+    Raises OutputError when ``final`` exists and ``overwrite`` is False, or cannot be written.
+    """
+    if final.exists() and not overwrite:
+        raise OutputError(f"{final} already holds a series; pass --overwrite to replace it")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+        temp.chmod(0o755)  # mkdtemp makes it private; the series is an ordinary folder
+    except OSError as err:
+        raise OutputError(f"cannot create output folder {final.parent}: {err.strerror or err}") from err
+    try:
+        width = max(4, len(str(count)))
+        for index, ds in enumerate(datasets):
+            _write_file(ds, temp / f"{index + 1:0{width}d}.dcm")
+            if progress is not None:
+                progress(1)
+        _fsync_dir(temp)
+        _move_into_place(temp=temp, final=final, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    logger.info("wrote %d slices to %s", count, final)
+    return final
+
+
+def _write_file(ds: Dataset, path: Path) -> None:
+    try:
+        with path.open("wb") as handle:
+            pydicom.dcmwrite(handle, ds, enforce_file_format=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
 
 
 def _move_into_place(*, temp: Path, final: Path, overwrite: bool) -> None:

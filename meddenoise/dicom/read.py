@@ -1,0 +1,170 @@
+"""Decode a validated series into a float32 HU volume, with its padding mask.
+
+HU are computed per slice, ``hu = stored * RescaleSlope + RescaleIntercept`` (ARCHITECTURE.md
+rule 2). Pixel decoding is pydicom's, with pylibjpeg for JPEG 2000, JPEG lossless and JPEG-LS,
+and pydicom's own RLE decoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID, ImplicitVRLittleEndian
+
+from meddenoise.dicom.discover import series_info_from
+from meddenoise.dicom.geometry import describe, frame_attribute
+from meddenoise.dicom.series import CTSeries, SeriesInfo, SliceRef
+from meddenoise.errors import SeriesError
+
+logger = logging.getLogger(__name__)
+
+StoredArray = npt.NDArray[np.integer]
+
+
+def read_series(info: SeriesInfo, *, progress: Callable[[int], None] | None = None) -> CTSeries:
+    """Decode the slices of ``info`` into HU (float32, shaped (slices, rows, columns)).
+
+    ``progress`` is called with 1 after each slice is decoded (so ``tqdm.update`` fits). A file
+    whose pixels cannot be decoded is left out when the series stays complete without it (no gap);
+    it is then named in ``CTSeries.info.problems``.
+
+    Raises
+    ------
+    SeriesError
+        When ``info`` has fatal problems, a transfer syntax has no decoder here, or an
+        undecodable file leaves a gap. The message is one line naming the series or file.
+
+    Examples
+    --------
+    >>> from pydicom import examples
+    >>> from meddenoise.dicom.discover import find_series
+    >>> series = read_series(find_series(examples.get_path("ct")).series[0])
+    >>> series.hu.dtype, series.hu.shape
+    (dtype('float32'), (1, 128, 128))
+    """
+    if info.fatal_problems:
+        raise SeriesError(f"series {info.series_uid}: {'; '.join(info.fatal_problems)}")
+    _check_decoders(info.slices)
+    hu = np.empty(info.shape, dtype=np.float32)
+    mask = np.zeros(info.shape, dtype=np.bool_)
+    cache: dict[Path, StoredArray] = {}
+    failed: dict[Path, str] = {}
+    for index, ref in enumerate(info.slices):
+        try:
+            stored = _stored_frame(ref, info.shape[1:], cache)
+        except _DecodeError as err:
+            failed[ref.path] = str(err)
+            continue
+        slope, intercept = _rescale(ref)
+        hu[index] = (stored.astype(np.float64) * slope + intercept).astype(np.float32)
+        mask[index] = _padding_mask(stored, ref.header)
+        if progress is not None:
+            progress(1)
+    has_padding = any("PixelPaddingValue" in r.header for r in info.slices)
+    if not failed:
+        return CTSeries(info=info, hu=hu, padding_mask=mask if has_padding else None)
+    keep = [i for i, r in enumerate(info.slices) if r.path not in failed]
+    reduced = _without(info, failed)
+    return CTSeries(info=reduced, hu=hu[keep], padding_mask=mask[keep] if has_padding else None)
+
+
+class _DecodeError(Exception):
+    """One file's pixels could not be decoded (the message says why)."""
+
+
+def _check_decoders(refs: Sequence[SliceRef]) -> None:
+    """Refuse, naming a file, a transfer syntax that no installed decoder can read."""
+    seen: set[str] = set()
+    for ref in refs:
+        syntax = _transfer_syntax(ref.header)
+        if syntax in seen:
+            continue
+        seen.add(syntax)
+        label = f"{syntax.name} ({syntax})" if syntax.name != str(syntax) else str(syntax)
+        try:
+            decoder = get_decoder(syntax)
+        except NotImplementedError as err:
+            raise SeriesError(
+                f"{ref.path}: cannot decode transfer syntax {label}: no decoder exists"
+            ) from err
+        if not decoder.is_available:
+            needs = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
+            raise SeriesError(f"{ref.path}: cannot decode transfer syntax {label}: needs {needs}")
+
+
+def _transfer_syntax(header: Dataset) -> UID:
+    meta = getattr(header, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    return UID(syntax) if syntax else ImplicitVRLittleEndian
+
+
+def _stored_frame(ref: SliceRef, shape: tuple[int, int], cache: dict[Path, StoredArray]) -> StoredArray:
+    """The stored values of one slice (decoding a multi-frame file once)."""
+    if ref.path not in cache:
+        try:
+            ds = dcmread(ref.path)
+            pixels = ds.pixel_array
+        except Exception as err:  # decoders raise assorted types for corrupt data; name the file
+            raise _DecodeError(
+                f"cannot decode pixel data ({type(err).__name__}: {err})".splitlines()[0]
+            ) from err
+        frames = int(ds.get("NumberOfFrames") or 1)
+        pixels = pixels.reshape(frames, *pixels.shape[-2:]) if pixels.ndim == len(shape) else pixels
+        if pixels.shape[1:] != shape:
+            raise _DecodeError(f"decoded shape {pixels.shape[1:]} is not {shape}")
+        cache.clear()
+        cache[ref.path] = pixels
+    return cache[ref.path][ref.frame_index or 0]
+
+
+def _rescale(ref: SliceRef) -> tuple[float, float]:
+    group = "PixelValueTransformationSequence"
+    slope = frame_attribute(ref.header, ref.frame_index, group, "RescaleSlope")
+    intercept = frame_attribute(ref.header, ref.frame_index, group, "RescaleIntercept")
+    return (1.0 if slope in (None, "") else float(slope)), (
+        0.0 if intercept in (None, "") else float(intercept)
+    )
+
+
+def _padding_mask(stored: StoredArray, header: Dataset) -> npt.NDArray[np.bool_]:
+    """Pixels equal to PixelPaddingValue (or within PixelPaddingRangeLimit), in stored space."""
+    value = header.get("PixelPaddingValue")
+    if value is None:
+        return np.zeros(stored.shape, dtype=np.bool_)
+    bits = int(header.get("BitsAllocated") or 16)
+    signed = int(header.get("PixelRepresentation") or 0) == 1
+    low = high = _as_stored(int(value), bits=bits, signed=signed)
+    limit = header.get("PixelPaddingRangeLimit")
+    if limit is not None:
+        other = _as_stored(int(limit), bits=bits, signed=signed)
+        low, high = min(low, other), max(low, other)
+    return (stored >= low) & (stored <= high)
+
+
+def _as_stored(value: int, *, bits: int, signed: bool) -> int:
+    """Reinterpret a padding value in the pixel's own signedness (US/SS tags are often mixed up)."""
+    pattern = value & ((1 << bits) - 1)
+    if signed and pattern >= 1 << (bits - 1):
+        pattern -= 1 << bits
+    return pattern
+
+
+def _without(info: SeriesInfo, failed: dict[Path, str]) -> SeriesInfo:
+    """Re-validate the series without the files that failed to decode; raise if now incomplete."""
+    names = ", ".join(f"{describe(r)}" for r in info.slices if r.path in failed)
+    remaining = [r for r in info.slices if r.path not in failed]
+    if not remaining:
+        path, reason = next(iter(failed.items()))
+        raise SeriesError(f"series {info.series_uid}: no slice could be decoded ({path}: {reason})")
+    reduced = series_info_from(remaining, dropped=[(p, reason) for p, reason in failed.items()])
+    if reduced.fatal_problems:
+        raise SeriesError(f"series {info.series_uid}: {'; '.join(reduced.fatal_problems)}")
+    logger.warning("series %s: left out %s (%s)", info.series_uid, names, "; ".join(failed.values()))
+    return reduced
