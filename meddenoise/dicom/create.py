@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from meddenoise import __version__
 from meddenoise.dicom.write import write_series_files
@@ -45,7 +45,9 @@ def new_ct_datasets(
     stored = np.clip(np.rint(hu), -32768, 32767).astype(np.int16)
     now = dt.datetime.now()
     shared = _shared_header(hu.shape[1:], pixel_mm, slice_mm, now)
-    shared.update({"PatientName": patient_name, "PatientID": patient_id, "SeriesDescription": series_description})
+    shared.update(
+        {"PatientName": patient_name, "PatientID": patient_id, "SeriesDescription": series_description}
+    )
     shared["ImageOrientationPatient"] = [f"{v:g}" for v in orientation]
     normal = np.cross(np.asarray(orientation[:3], dtype=float), np.asarray(orientation[3:], dtype=float))
     datasets = []
@@ -66,38 +68,78 @@ def new_ct_datasets(
     return datasets
 
 
-def _shared_header(shape: tuple[int, ...], pixel_mm: float, slice_mm: float, now: dt.datetime) -> dict[str, object]:
+def _shared_header(
+    shape: tuple[int, ...], pixel_mm: float, slice_mm: float, now: dt.datetime
+) -> dict[str, object]:
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     return {
-        "SOPClassUID": CTImageStorage, "Modality": "CT", "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
-        "PatientBirthDate": "", "PatientSex": "O",
-        "StudyInstanceUID": generate_uid(), "SeriesInstanceUID": generate_uid(),
-        "FrameOfReferenceUID": generate_uid(), "PositionReferenceIndicator": "",
-        "StudyDate": date, "StudyTime": time, "SeriesDate": date, "SeriesTime": time,
-        "ContentDate": date, "ContentTime": time, "AcquisitionDate": date, "AcquisitionTime": time,
-        "ReferringPhysicianName": "", "StudyID": "1", "AccessionNumber": "", "SeriesNumber": 1,
-        "AcquisitionNumber": 1, "Manufacturer": "meddenoise (digital phantom)",
-        "SoftwareVersions": __version__, "KVP": "120", "SliceThickness": f"{slice_mm:g}",
-        "SpacingBetweenSlices": f"{slice_mm:g}", "ConvolutionKernel": "PHANTOM",
-        "PatientPosition": "HFS", "PixelSpacing": [f"{pixel_mm:g}", f"{pixel_mm:g}"],
-        "Rows": shape[0], "Columns": shape[1], "SamplesPerPixel": 1, "PhotometricInterpretation": "MONOCHROME2",
-        "BitsAllocated": 16, "BitsStored": 16, "HighBit": 15, "PixelRepresentation": 1,
-        "RescaleIntercept": "0", "RescaleSlope": "1", "RescaleType": "HU",
-        "WindowCenter": "40", "WindowWidth": "400", "BurnedInAnnotation": "NO",
+        "SOPClassUID": CTImageStorage,
+        "Modality": "CT",
+        "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
+        "PatientBirthDate": "",
+        "PatientSex": "O",
+        "StudyInstanceUID": generate_uid(),
+        "SeriesInstanceUID": generate_uid(),
+        "FrameOfReferenceUID": generate_uid(),
+        "PositionReferenceIndicator": "",
+        "StudyDate": date,
+        "StudyTime": time,
+        "SeriesDate": date,
+        "SeriesTime": time,
+        "ContentDate": date,
+        "ContentTime": time,
+        "AcquisitionDate": date,
+        "AcquisitionTime": time,
+        "ReferringPhysicianName": "",
+        "StudyID": "1",
+        "AccessionNumber": "",
+        "SeriesNumber": 1,
+        "AcquisitionNumber": 1,
+        "Manufacturer": "meddenoise (digital phantom)",
+        "SoftwareVersions": __version__,
+        "KVP": "120",
+        "SliceThickness": f"{slice_mm:g}",
+        "SpacingBetweenSlices": f"{slice_mm:g}",
+        "ConvolutionKernel": "PHANTOM",
+        "PatientPosition": "HFS",
+        "PixelSpacing": [f"{pixel_mm:g}", f"{pixel_mm:g}"],
+        "Rows": shape[0],
+        "Columns": shape[1],
+        "SamplesPerPixel": 1,
+        "PhotometricInterpretation": "MONOCHROME2",
+        "BitsAllocated": 16,
+        "BitsStored": 16,
+        "HighBit": 15,
+        "PixelRepresentation": 1,
+        "RescaleIntercept": "0",
+        "RescaleSlope": "1",
+        "RescaleType": "HU",
+        "WindowCenter": "40",
+        "WindowWidth": "400",
+        "BurnedInAnnotation": "NO",
     }
 
 
 def _file_meta(sop_uid: str) -> FileMetaDataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return meta
 
 
-def write_new_series(*, hu: npt.NDArray[np.floating], pixel_mm: float, slice_mm: float, folder: Path,
-                     overwrite: bool = False, series_description: str = "Digital torso phantom") -> Path:
+def write_new_series(
+    *,
+    hu: npt.NDArray[np.floating],
+    pixel_mm: float,
+    slice_mm: float,
+    folder: Path,
+    overwrite: bool = False,
+    series_description: str = "Digital torso phantom",
+) -> Path:
     """Write ``hu`` as a new original CT series into ``folder`` (atomically); returns the folder."""
-    datasets = new_ct_datasets(hu=hu, pixel_mm=pixel_mm, slice_mm=slice_mm, series_description=series_description)
+    datasets = new_ct_datasets(
+        hu=hu, pixel_mm=pixel_mm, slice_mm=slice_mm, series_description=series_description
+    )
     return write_series_files(datasets=datasets, count=len(datasets), final=folder, overwrite=overwrite)

@@ -1,0 +1,185 @@
+"""Training recipes: TOML files in ``configs/``, validated on load.
+
+Every key is declared here with its type; an unknown key, a wrong type or a value out of range
+is a ConfigError that names the file and the key. (TOML reads ``1e-4`` as a float, unlike
+YAML 1.1, which is why the project uses TOML everywhere.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from meddenoise.errors import ConfigError
+
+LossName = Literal["l1", "mse", "ssim", "l1+ssim"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training pairs come from and how they are simulated."""
+
+    shared_root: str = "../shared/data"
+    train_sets: tuple[str, ...] = ()
+    validation_sets: tuple[str, ...] = ()
+    slices_per_series: int = 24
+    validation_slices_per_series: int = 6
+    dose_range: tuple[float, float] = (0.1, 0.5)
+    i0_range: tuple[float, float] = (5e4, 3e5)
+    sigma_e2: float = 10.0
+    filters: tuple[str, ...] = ("hann",)
+    validation_dose: float = 0.25
+    cache_dir: str = "cache/pairs"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network, with which arguments and input range."""
+
+    name: str = "unet-pu-v1"
+    version: str = "1"
+    architecture: str = "unet_pu"
+    context_slices: int = 1
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    lower_hu: float = -1024.0
+    upper_hu: float = 3071.0
+    scale_hu: float = 1000.0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation recipe."""
+
+    patch_size: int = 96
+    batch_size: int = 16
+    iterations: int = 2000
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 100
+    grad_clip: float = 1.0
+    loss: LossName = "l1"
+    seed: int = 0
+    threads: int = 2
+    device: str = "auto"
+    time_limit_minutes: float = 120.0
+    validate_every: int = 250
+    body_threshold_hu: float = -500.0
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where the run writes its checkpoint, card, log and copied config."""
+
+    dir: str = "runs/default"
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """A whole training config file."""
+
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    output: OutputConfig
+    source: Path | None = None
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a dataclass field annotation, converting lists to tuples."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        if value not in get_args(annotation):
+            raise ConfigError(
+                f"{where} = {value!r}; valid values: {', '.join(map(str, get_args(annotation)))}"
+            )
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        args = get_args(annotation)
+        item_types = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
+        if len(item_types) != len(value):
+            raise ConfigError(f"{where} must have {len(item_types)} items, got {len(value)}")
+        return tuple(
+            _coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, item_types, strict=True))
+        )
+    if origin in (dict, typing.Union, types.UnionType):
+        return value
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (isinstance(annotation, type) and not isinstance(value, annotation)) or (
+        isinstance(value, bool) and annotation is not bool
+    ):
+        raise ConfigError(f"{where} must be {getattr(annotation, '__name__', annotation)}, got {value!r}")
+    return value
+
+
+def _build(cls: type, table: Any, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; valid keys: {', '.join(sorted(names))}"
+        raise ConfigError(f"unknown key {where}.{unknown[0]}{hint}")
+    return cls(**{key: _coerce(value, hints[key], f"{where}.{key}") for key, value in table.items()})
+
+
+def load_recipe(path: str | Path) -> TrainingRecipe:
+    """Read and validate a training config (TOML).
+
+    Examples
+    --------
+    >>> recipe = load_recipe("configs/train_default.toml")  # doctest: +SKIP
+    >>> recipe.model.architecture  # doctest: +SKIP
+    'unet_pu'
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: no such config file") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    try:
+        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "output": OutputConfig}
+        unknown = sorted(set(raw) - set(sections))
+        if unknown:
+            raise ConfigError(f"unknown section [{unknown[0]}]; valid sections: {', '.join(sections)}")
+        built = {name: _build(cls, raw.get(name, {}), name) for name, cls in sections.items()}
+        recipe = TrainingRecipe(**built, source=path)
+        _check_ranges(recipe)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{path}: {err}") from err
+    return recipe
+
+
+def _check_ranges(recipe: TrainingRecipe) -> None:
+    data, train = recipe.data, recipe.train
+    lo, hi = data.dose_range
+    if not 0 < lo <= hi <= 1:
+        raise ConfigError(f"data.dose_range must satisfy 0 < low <= high <= 1, got {data.dose_range}")
+    if not 0 < data.i0_range[0] <= data.i0_range[1]:
+        raise ConfigError(f"data.i0_range must be positive and ordered, got {data.i0_range}")
+    if recipe.model.context_slices < 1 or recipe.model.context_slices % 2 == 0:
+        raise ConfigError(f"model.context_slices must be odd and >= 1, got {recipe.model.context_slices}")
+    if train.patch_size < 16 or train.batch_size < 1 or train.iterations < 1:
+        raise ConfigError(
+            "train.patch_size >= 16, train.batch_size >= 1 and train.iterations >= 1 are required"
+        )
+    if not data.train_sets:
+        raise ConfigError(
+            "data.train_sets is empty; name at least one 'train' set from the shared data manifest"
+        )
