@@ -1,0 +1,97 @@
+"""Volume files through the pipeline: denoise IN.nii.gz OUT.nii.gz, --also-save, evaluate volumes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torch import nn
+
+from meddenoise.dicom import find_series, read_series
+from meddenoise.errors import OutputError, SeriesError
+from meddenoise.inference import InferenceSettings
+from meddenoise.models import LoadedModel, ModelCard
+from meddenoise.pipeline.volume import denoise_volume_path, evaluate_volume_paths, save_series_volumes
+from meddenoise.volume import HUConvention, read_volume, write_volume
+from tests.dicom.synthetic import make_series, oblique
+from tests.volume.synthetic import ct_volume, phantom_hu
+
+IDENTITY = LoadedModel(
+    network=nn.Identity(), card=ModelCard(name="identity", version="1", architecture="none")
+)
+SETTINGS = InferenceSettings(roi=(32, 32), device="cpu", threads=1)
+
+
+@pytest.mark.parametrize("extension", ["nii.gz", "mhd", "nrrd"])
+def test_identity_denoising_keeps_volume_and_grid(tmp_path: Path, extension: str) -> None:
+    source = write_volume(ct_volume(), tmp_path / f"in.{extension}")
+    out = denoise_volume_path(
+        input_path=source, output_path=tmp_path / "out" / f"ct.{extension}", model=IDENTITY, settings=SETTINGS
+    )
+    before, after = read_volume(source), read_volume(out)
+    np.testing.assert_array_equal(after.hu, before.hu)
+    # MetaImage re-writes bit-exactly; NIfTI (float32 header) and NRRD (spacing × direction) may
+    # move by an ulp of their own precision on each re-write.
+    tolerance = 0.0 if extension == "mhd" else 1e-7
+    for got, want in ((after.spacing_mm, before.spacing_mm), (after.origin_mm, before.origin_mm)):
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=0)
+    np.testing.assert_allclose(after.direction, before.direction, rtol=0, atol=tolerance)
+
+
+def test_declared_convention_and_float_output(tmp_path: Path) -> None:
+    source = write_volume(ct_volume(np.rint(phantom_hu()) + 1000.0), tmp_path / "phantom.mha")
+    with pytest.raises(SeriesError, match="looks like raw stored values"):
+        denoise_volume_path(
+            input_path=source, output_path=tmp_path / "out.mha", model=IDENTITY, settings=SETTINGS
+        )
+    out = denoise_volume_path(
+        input_path=source,
+        output_path=tmp_path / "out.mha",
+        model=IDENTITY,
+        settings=SETTINGS,
+        convention=HUConvention(offset=-1000.0),
+        pixel_type="float32",
+    )
+    back = read_volume(out)
+    assert back.pixel_id == "float32"
+    np.testing.assert_allclose(back.hu, np.rint(phantom_hu()), atol=1e-3)  # float32 unit round trip
+
+
+def test_unsafe_outputs_are_refused_before_any_work(tmp_path: Path) -> None:
+    source = write_volume(ct_volume(), tmp_path / "in.nrrd")
+    for target, message in (
+        (source, "is the input volume"),
+        (tmp_path / "out.dcm", "names no volume format"),
+    ):
+        with pytest.raises(OutputError, match=message):
+            denoise_volume_path(input_path=source, output_path=target, model=IDENTITY, settings=SETTINGS)
+
+
+def test_also_save_writes_volumes_beside_the_series(tmp_path: Path) -> None:
+    make_series(tmp_path / "dicom", n_slices=4, orientation=oblique(15.0))
+    info = find_series(tmp_path / "dicom").series[0]
+    series = read_series(info)
+    folder = tmp_path / "out" / "series.denoised"
+    paths = save_series_volumes(series, folder=folder, formats=["nifti", "mha"])
+    assert [p.name for p in paths] == ["series.denoised.nii.gz", "series.denoised.mha"]
+    volume = read_volume(paths[1])
+    np.testing.assert_array_equal(volume.hu, series.hu)
+    np.testing.assert_allclose(volume.origin_mm, info.origin_mm)
+    np.testing.assert_allclose(np.reshape(volume.direction, (3, 3)), info.direction, atol=1e-9)
+
+
+def test_evaluate_volumes_on_one_grid_and_refuse_others(tmp_path: Path) -> None:
+    reference = write_volume(ct_volume(), tmp_path / "reference.mha")
+    denoised = write_volume(ct_volume(phantom_hu(seed=1)), tmp_path / "denoised.nii.gz")
+    report_json, _ = evaluate_volume_paths(
+        denoised_path=denoised, reference_path=reference, out_dir=tmp_path / "r"
+    )
+    assert report_json.is_file()
+    shifted = replace(ct_volume(), origin_mm=(0.0, 0.0, 0.0))
+    other = write_volume(shifted, tmp_path / "shifted.mha")
+    with pytest.raises(
+        SeriesError, match=r"shifted\.mha and .*reference\.mha are not on the same grid: origin"
+    ):
+        evaluate_volume_paths(denoised_path=other, reference_path=reference, out_dir=tmp_path / "r2")
