@@ -173,7 +173,7 @@ def _scan_file(path: Path) -> tuple[list[SliceRef], bool] | _Skip:
             return _Skip(f"no usable geometry: {err}", uid)
         ref = SliceRef(
             path=path,
-            sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+            sop_instance_uid=_sop_instance(ds),
             sop_class_uid=_sop_class(ds),
             position_mm=plane.position_mm,
             normal_offset_mm=normal_offset_mm(plane),
@@ -255,13 +255,27 @@ def _native_bytes(ds: Dataset) -> int:
     return (int(ds.get("Rows", 0)) * int(ds.get("Columns", 0)) * frames * samples * bits + 7) // 8
 
 
+def _with_meta_fallback(ds: Dataset, keyword: str, meta_keyword: str) -> str:
+    """``ds.<keyword>``, or the file meta's ``<meta_keyword>`` when the former is empty.
+
+    Some de-identified files (the totalseg fixture) blank the dataset's SOP UIDs but keep them in
+    the file meta; the meta is then the only record of which instance this is.
+    """
+    value = str(ds.get(keyword, "") or "")
+    meta = getattr(ds, "file_meta", None)
+    if not value and meta is not None:
+        value = str(meta.get(meta_keyword, "") or "")
+    return value
+
+
 def _sop_class(ds: Dataset) -> str:
     """SOPClassUID, or the file meta's MediaStorageSOPClassUID when the former is empty."""
-    sop = str(ds.get("SOPClassUID", "") or "")
-    meta = getattr(ds, "file_meta", None)
-    if not sop and meta is not None:
-        sop = str(meta.get("MediaStorageSOPClassUID", "") or "")
-    return sop
+    return _with_meta_fallback(ds, "SOPClassUID", "MediaStorageSOPClassUID")
+
+
+def _sop_instance(ds: Dataset) -> str:
+    """SOPInstanceUID, or the file meta's MediaStorageSOPInstanceUID when the former is empty."""
+    return _with_meta_fallback(ds, "SOPInstanceUID", "MediaStorageSOPInstanceUID")
 
 
 def _not_ct_reason(ds: Dataset) -> str | None:

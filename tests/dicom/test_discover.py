@@ -136,3 +136,11 @@ def test_every_shared_series_has_sensible_headers() -> None:
                 assert info.problems == (), (root.name, info.problems)
     assert counts["acrin-flt-breast"] == 3 and counts["lung-pet-ct-dx"] == 2
     assert counts["lcd-ct-phantom-3doses"] == 0 and counts["totalseg-example-ct-j2k"] == 1
+
+
+def test_blank_sop_uids_fall_back_to_the_file_meta() -> None:
+    """The totalseg fixture blanks SOPInstanceUID in the dataset but keeps it in the file meta."""
+    info = find_series(require_shared("fixtures/totalseg-example-ct-j2k")).series[0]
+    uids = [ref.sop_instance_uid for ref in info.slices]
+    assert all(uids) and len(set(uids)) == len(uids)
+    assert all(ref.sop_class_uid == "1.2.840.10008.5.1.4.1.1.2" for ref in info.slices)
