@@ -102,6 +102,7 @@ def _shared_header(
         "SpacingBetweenSlices": f"{slice_mm:g}",
         "ConvolutionKernel": "PHANTOM",
         "PatientPosition": "HFS",
+        "Laterality": None,  # Type 2C in General Series: present, empty (dciodvfy requires it)
         "PixelSpacing": [f"{pixel_mm:g}", f"{pixel_mm:g}"],
         "Rows": shape[0],
         "Columns": shape[1],
