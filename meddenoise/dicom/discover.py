@@ -118,12 +118,16 @@ def select_series(scan: ScanResult, series_uids: Sequence[str] | None) -> tuple[
     return tuple(by_uid[uid] for uid in dict.fromkeys(series_uids))
 
 
+WRITER_TEMP_PREFIXES = (".tmp-", ".old-")
+
+
 def _walk(root: Path) -> Iterator[Path]:
     if root.is_file():
         yield root
         return
     for folder, dirs, files in os.walk(root):
-        dirs.sort()
+        # A writer's temporary or swapped-out folder is never a series a reader should see.
+        dirs[:] = sorted(d for d in dirs if not d.startswith(WRITER_TEMP_PREFIXES))
         for name in sorted(files):
             yield Path(folder) / name
 

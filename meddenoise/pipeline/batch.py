@@ -1,0 +1,318 @@
+"""Unattended batch jobs over a tree of studies: select, shard, resume, denoise, record.
+
+The job keeps a ledger (``meddenoise.pacs.manifest.Manifest`` in practice; any object with
+``get``/``put`` works) so that a re-run resumes: finished series whose input is unchanged are
+skipped, failed ones are retried only when asked, and a series whose input changed is redone.
+Outputs are written atomically (``write_derived_series``), so a crash or ``kill -9`` leaves
+either a whole derived series or none, and the ledger never says "done" before the rename.
+
+The input checksum is sha256 over the sorted (relative path, size, mtime in ns) of the series'
+files: cheap (no second read of the pixels) and conservative (a touched file is redone).
+
+Examples
+--------
+>>> from meddenoise.pipeline.batch import run_batch  # doctest: +SKIP
+>>> summary = run_batch(  # doctest: +SKIP
+...     in_tree="in", out_tree="out", ledger=manifest, select=lambda info: None
+... )
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+import pydicom
+
+from meddenoise.dicom import SeriesInfo, check_output_location, derived_series_folder, find_series
+from meddenoise.inference import InferenceSettings, resolve_device
+from meddenoise.models import DEFAULT_MODEL_NAME, LoadedModel
+from meddenoise.pipeline.load import load_info, short_uid
+from meddenoise.pipeline.series import denoise_series, model_derivation, resolve_model, write_series
+from meddenoise.progress import no_progress
+
+logger = logging.getLogger(__name__)
+
+RecordState = Literal["running", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    """One series in a batch ledger: its state, input checksum, output, model, timing and error."""
+
+    series_uid: str
+    state: RecordState
+    input_checksum: str
+    output_folder: str = ""
+    output_series_uid: str = ""
+    output_instances: int = 0
+    model: str = ""
+    seconds: float = 0.0
+    error: str = ""
+    attempts: int = 0
+
+
+class Ledger(Protocol):
+    """Where a batch records its series (durably: ``put`` returns after the record is safe)."""
+
+    def get(self, series_uid: str) -> SeriesRecord | None: ...
+
+    def put(self, record: SeriesRecord) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """What a worker needs to denoise one series (picklable, for Dask)."""
+
+    info: SeriesInfo
+    out_dir: Path
+    model_ref: str
+    settings: InferenceSettings
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What came of one BatchJob; ``error`` is empty on success."""
+
+    series_uid: str
+    seconds: float
+    output_folder: str = ""
+    output_series_uid: str = ""
+    output_instances: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a batch runs: retry failed series, which part of a sharded job, and where (Dask).
+
+    ``dask`` is a scheduler address (``tcp://host:8786``) or ``local:N`` for a LocalCluster of N
+    worker processes; None runs the series here, one after another.
+    """
+
+    retry_failed: bool = False
+    num_parts: int = 1
+    part_id: int = 0
+    dask: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_parts < 1 or not 0 <= self.part_id < self.num_parts:
+            raise ValueError(f"part_id must be in 0..{self.num_parts - 1}, not {self.part_id}")
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """Counts for the summary table: series succeeded, skipped (with reason) and failed (with error)."""
+
+    succeeded: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()
+    unreadable_files: tuple[tuple[Path, str], ...] = field(default=())
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed in this run, 1 otherwise."""
+        return 1 if self.failed else 0
+
+
+def input_checksum(info: SeriesInfo, *, root: Path) -> str:
+    """sha256 over the sorted (relative path, size, mtime_ns) of the files of ``info``."""
+    digest = hashlib.sha256()
+    for path in sorted({ref.path for ref in info.slices}):
+        stat = path.stat()
+        try:
+            name = str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            name = str(path.resolve())
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def shard_of(series_uid: str, *, num_parts: int) -> int:
+    """The part (0..num_parts-1) a series belongs to: stable across runs, machines and Pythons."""
+    if num_parts < 1:
+        raise ValueError(f"num_parts must be >= 1, not {num_parts}")
+    return int(hashlib.sha256(series_uid.encode("utf-8")).hexdigest()[:16], 16) % num_parts
+
+
+@functools.lru_cache(maxsize=2)
+def worker_model(model_ref: str, device: str) -> LoadedModel:
+    """The model, loaded once per process (each Dask worker keeps its own)."""
+    return resolve_model(model_ref, device=device)
+
+
+def run_job(job: BatchJob) -> JobResult:
+    """Denoise and write one series; any failure becomes ``JobResult.error`` (the batch goes on)."""
+    started = time.perf_counter()
+    try:
+        model = worker_model(job.model_ref, str(resolve_device(job.settings.device)))
+        derivation = model_derivation(model, job.settings)
+        remove_leftovers(derived_series_folder(out_dir=job.out_dir, source=job.info, derivation=derivation))
+        denoised = denoise_series(load_info(job.info, no_progress), model=model, settings=job.settings)
+        folder = write_series(denoised, out_dir=job.out_dir, derivation=derivation, overwrite=True)
+        files = sorted(folder.glob("*.dcm"))
+        series_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    except Exception as err:  # a batch records any per-series failure and goes on
+        logger.debug("series %s failed", short_uid(job.info.series_uid), exc_info=True)
+        message = " ".join(f"{type(err).__name__}: {err}".split())
+        return JobResult(job.info.series_uid, time.perf_counter() - started, error=message)
+    return JobResult(job.info.series_uid, time.perf_counter() - started, str(folder), series_uid, len(files))
+
+
+def remove_leftovers(final: Path) -> None:
+    """Delete the writer's temporary folders for ``final`` left by a killed run (never a whole series)."""
+    for pattern in (f".tmp-{final.name}-*", f".old-{final.name}-*"):
+        for leftover in final.parent.glob(pattern):
+            logger.info("removing %s, left by an interrupted run", leftover.name)
+            shutil.rmtree(leftover)
+
+
+def plan_batch(
+    infos: Iterable[SeriesInfo],
+    *,
+    root: Path,
+    ledger: Ledger,
+    select: Callable[[SeriesInfo], str | None],
+    retry_failed: bool,
+    part: tuple[int, int] = (1, 0),
+) -> tuple[list[tuple[SeriesInfo, str]], list[tuple[str, str]]]:
+    """Split the series into (to do, with checksum) and (skipped, with reason) for this part."""
+    num_parts, part_id = part
+    todo, skipped = [], []
+    for info in infos:
+        if shard_of(info.series_uid, num_parts=num_parts) != part_id:
+            continue
+        reason = select(info)
+        if reason is not None:
+            skipped.append((info.series_uid, f"rules: {reason}"))
+            continue
+        checksum = input_checksum(info, root=root)
+        record = ledger.get(info.series_uid)
+        if record is not None and record.input_checksum == checksum:
+            if record.state == "done":
+                skipped.append((info.series_uid, "done before"))
+                continue
+            if record.state == "failed" and not retry_failed:
+                skipped.append((info.series_uid, "failed before (use --retry-failed)"))
+                continue
+        todo.append((info, checksum))
+    return todo, skipped
+
+
+def run_batch(
+    *,
+    in_tree: str | Path,
+    out_tree: str | Path,
+    ledger: Ledger,
+    select: Callable[[SeriesInfo], str | None],
+    model: str | Path | None = None,
+    settings: InferenceSettings | None = None,
+    options: BatchOptions = BatchOptions(),
+    on_result: Callable[[JobResult], None] | None = None,
+) -> BatchSummary:
+    """Denoise every selected series of this part under ``in_tree`` into ``out_tree``, resumably.
+
+    ``select`` returns why a series is left out (None to take it); ``on_result`` hears of each
+    series as it finishes. Per-series failures are recorded, not raised.
+    """
+    root, out_root = Path(in_tree), Path(out_tree)
+    check_output_location(input_root=root, out_dir=out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    settings = settings or InferenceSettings()
+    model_ref = str(model) if model is not None else DEFAULT_MODEL_NAME
+    loaded = worker_model(model_ref, str(resolve_device(settings.device)))  # fail early on a bad model
+    scan = find_series(root)
+    todo, skipped = plan_batch(
+        scan.series,
+        root=root,
+        ledger=ledger,
+        select=select,
+        retry_failed=options.retry_failed,
+        part=(options.num_parts, options.part_id),
+    )
+    recorder = _Recorder(ledger, f"{loaded.card.name} v{loaded.card.version}", on_result)
+    for info, checksum in todo:
+        recorder.start(info.series_uid, checksum)
+    jobs = [BatchJob(info, out_root, model_ref, settings) for info, _ in todo]
+    if options.dask is None:
+        for job in jobs:
+            recorder.finish(run_job(job))
+    else:
+        run_on_dask(jobs, address=options.dask, on_result=recorder.finish)
+    return BatchSummary(tuple(recorder.succeeded), tuple(skipped), tuple(recorder.failed), scan.skipped)
+
+
+class _Recorder:
+    """Puts each series' start and outcome into the ledger, and tallies them."""
+
+    def __init__(
+        self, ledger: Ledger, model_name: str, on_result: Callable[[JobResult], None] | None
+    ) -> None:
+        self.ledger, self.model_name, self.on_result = ledger, model_name, on_result
+        self.started: dict[str, SeriesRecord] = {}
+        self.succeeded: list[str] = []
+        self.failed: list[tuple[str, str]] = []
+
+    def start(self, series_uid: str, checksum: str) -> None:
+        previous = self.ledger.get(series_uid)
+        attempts = (previous.attempts if previous else 0) + 1
+        record = SeriesRecord(series_uid, "running", checksum, model=self.model_name, attempts=attempts)
+        self.ledger.put(record)
+        self.started[series_uid] = record
+
+    def finish(self, result: JobResult) -> None:
+        uid = result.series_uid
+        state: RecordState = "failed" if result.error else "done"
+        self.ledger.put(
+            replace(
+                self.started[uid],
+                state=state,
+                output_folder=result.output_folder,
+                output_series_uid=result.output_series_uid,
+                output_instances=result.output_instances,
+                seconds=result.seconds,
+                error=result.error,
+            )
+        )
+        if result.error:
+            self.failed.append((uid, result.error))
+            logger.warning("series %s failed in %.1f s: %s", short_uid(uid), result.seconds, result.error)
+        else:
+            self.succeeded.append(uid)
+            logger.info("series %s done in %.1f s", short_uid(uid), result.seconds)
+        if self.on_result is not None:
+            self.on_result(result)
+
+
+def run_on_dask(jobs: Sequence[BatchJob], *, address: str, on_result: Callable[[JobResult], None]) -> None:
+    """Farm ``jobs`` out to Dask workers (``local:N`` starts a LocalCluster) and report each result."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if address.startswith("local:"):
+        workers = int(address.removeprefix("local:") or "1")
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+        )
+        client = Client(cluster)
+    else:
+        client = Client(address)
+    try:
+        futures = {client.submit(run_job, job, pure=False): job for job in jobs}
+        for future in as_completed(futures):
+            try:
+                on_result(future.result())
+            except Exception as err:  # a worker died (KilledWorker) or the scheduler failed
+                uid = futures[future].info.series_uid
+                on_result(JobResult(uid, 0.0, error=" ".join(f"{type(err).__name__}: {err}".split())))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
