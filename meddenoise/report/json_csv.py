@@ -1,5 +1,8 @@
 """Scores to files: ``report.json`` and ``report.csv``, each stating its metric protocol.
 
+``report.csv`` has one row per slice (per slice × protocol when there is a reference), with the
+noise SD of input, output and reference in that slice's uniform ROIs when physics was measured.
+
 The content is built first as plain data (:func:`report_document`, :func:`csv_rows`) and written
 second, so a later HTML report (with figures) can render the same document.
 
@@ -18,9 +21,11 @@ import json
 import logging
 import math
 import os
+import platform
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +47,11 @@ CSV_COLUMNS = (
     "rmse",
     "rmse_unit",
     "protocol_description",
+    "noise_sd_input_hu",
+    "noise_sd_output_hu",
+    "noise_sd_reference_hu",
 )
+VERSIONED_PACKAGES = ("numpy", "scipy", "scikit-image", "pydicom", "torch", "monai", "matplotlib")
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -77,8 +86,24 @@ def _series_entry(scores: SeriesScores) -> dict[str, object]:
     }
 
 
+def package_versions() -> dict[str, str]:
+    """Installed versions of meddenoise and the libraries its numbers depend on (without importing them)."""
+    found = {"meddenoise": __version__, "python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
 def report_document(
-    *, scores: Mapping[str, SeriesScores], context: Mapping[str, object], created: datetime | None = None
+    *,
+    scores: Mapping[str, SeriesScores],
+    context: Mapping[str, object],
+    created: datetime | None = None,
+    physics: Mapping[str, object] | None = None,
+    input_scores: Mapping[str, SeriesScores] | None = None,
 ) -> dict[str, object]:
     """The report as plain JSON-ready data (what ``report.json`` holds).
 
@@ -91,15 +116,26 @@ def report_document(
         scalars are converted when written.
     created
         Timestamp to record; now (UTC) when omitted.
+    physics
+        Physics metrics (``PhysicsSummary.as_dict()``), written under ``"physics"`` when given.
+    input_scores
+        Scores of the low-dose input against the same reference, written under ``"input_series"``.
     """
     when = created if created is not None else datetime.now(UTC)
-    return {
+    document: dict[str, object] = {
         "meddenoise_version": __version__,
         "created": when.isoformat(timespec="seconds"),
         "context": dict(context),
         "protocols": {key: s.protocol.describe_full() for key, s in scores.items()},
         "series": {key: _series_entry(s) for key, s in scores.items()},
     }
+    if input_scores:
+        document["input_series"] = {key: _series_entry(s) for key, s in input_scores.items()}
+    if physics is not None:
+        document["physics"] = dict(physics)
+    if physics is not None or input_scores:
+        document["versions"] = package_versions()
+    return document
 
 
 def _csv_number(value: float | None) -> str:
@@ -108,9 +144,37 @@ def _csv_number(value: float | None) -> str:
     return "inf" if math.isinf(value) else repr(float(value))
 
 
-def csv_rows(*, scores: Mapping[str, SeriesScores]) -> list[dict[str, str]]:
-    """One row per slice × protocol, with the columns :data:`CSV_COLUMNS`."""
+def _noise_columns(physics: Mapping[str, object] | None, index: int) -> dict[str, str]:
+    images = (physics or {}).get("images") or {}
+    assert isinstance(images, Mapping)
+    out = {}
+    for role in ("input", "output", "reference"):
+        per_slice = images.get(role, {}).get("noise_sd_per_slice_hu", [])
+        value = per_slice[index] if index < len(per_slice) else None
+        out[f"noise_sd_{role}_hu"] = _csv_number(value)
+    return out
+
+
+def csv_rows(
+    *,
+    scores: Mapping[str, SeriesScores],
+    physics: Mapping[str, object] | None = None,
+    positions_mm: Sequence[float] | None = None,
+) -> list[dict[str, str]]:
+    """One row per slice × protocol, with the columns :data:`CSV_COLUMNS`.
+
+    Without scores (no reference) there is one row per slice of ``positions_mm`` holding only the
+    physics columns.
+    """
     rows: list[dict[str, str]] = []
+    if not scores:
+        for index, position in enumerate(positions_mm or ()):
+            row = dict.fromkeys(CSV_COLUMNS, "")
+            row.update(
+                slice_index=str(index), position_mm=_csv_number(position), **_noise_columns(physics, index)
+            )
+            rows.append(row)
+        return rows
     for series in scores.values():
         protocol = series.protocol
         for s in series.per_slice:
@@ -124,6 +188,7 @@ def csv_rows(*, scores: Mapping[str, SeriesScores]) -> list[dict[str, str]]:
                     "rmse": _csv_number(s.rmse),
                     "rmse_unit": protocol.rmse_unit,
                     "protocol_description": protocol.describe_full(),
+                    **_noise_columns(physics, s.index),
                 }
             )
     return rows
@@ -164,8 +229,38 @@ def _write_atomic(path: Path, text: str) -> None:
         raise OutputError(f"{path}: cannot write the report ({err.strerror or err})") from err
 
 
+def json_text(document: Mapping[str, object]) -> str:
+    """``document`` as strict JSON (no NaN/Infinity), indented."""
+    return json.dumps(document, indent=2, allow_nan=False, default=_json_default) + "\n"
+
+
+def csv_text(rows: Sequence[Mapping[str, str]]) -> str:
+    """Rows from :func:`csv_rows` as CSV text with the header :data:`CSV_COLUMNS`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Create ``path.parent`` if needed and write ``text`` atomically; returns ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{path.parent}: cannot create the report folder ({err.strerror or err})") from err
+    _write_atomic(path, text)
+    return path
+
+
 def write_report(
-    *, out_dir: Path, scores: Mapping[str, SeriesScores], context: Mapping[str, object]
+    *,
+    out_dir: Path,
+    scores: Mapping[str, SeriesScores],
+    context: Mapping[str, object],
+    physics: Mapping[str, object] | None = None,
+    input_scores: Mapping[str, SeriesScores] | None = None,
+    positions_mm: Sequence[float] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.csv`` into ``out_dir`` (created if needed).
 
@@ -192,18 +287,10 @@ def write_report(
     >>> json_path.name, csv_path.name
     ('report.json', 'report.csv')
     """
-    document = report_document(scores=scores, context=context)
-    json_text = json.dumps(document, indent=2, allow_nan=False, default=_json_default) + "\n"
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(csv_rows(scores=scores))
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{out_dir}: cannot create the report folder ({err.strerror or err})") from err
-    json_path, csv_path = out_dir / JSON_NAME, out_dir / CSV_NAME
-    _write_atomic(json_path, json_text)
-    _write_atomic(csv_path, buffer.getvalue())
+    document = report_document(scores=scores, context=context, physics=physics, input_scores=input_scores)
+    text = json_text(document)
+    table = csv_text(csv_rows(scores=scores, physics=physics, positions_mm=positions_mm))
+    json_path = write_text_atomic(out_dir / JSON_NAME, text)
+    csv_path = write_text_atomic(out_dir / CSV_NAME, table)
     logger.info("wrote %s and %s", json_path, csv_path)
     return json_path, csv_path
