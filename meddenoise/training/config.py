@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import tomllib
 import types
 import typing
@@ -18,7 +19,10 @@ from typing import Any, Literal, get_args, get_origin
 
 from meddenoise.errors import ConfigError
 
-LossName = Literal["l1", "mse", "ssim", "l1+ssim"]
+LossName = Literal["l1", "mse", "ssim", "l1+ssim", "mse+ssim"]
+OptimizerName = Literal["adamw", "adam"]
+AapmThickness = Literal["1mm", "3mm"]
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,14 @@ class DataConfig:
     validation_dose: float = 0.25
     cache_dir: str = "cache/pairs"
     seed: int = 0
+    # Real pairs (see meddenoise/training/sources.py); "" = not used.
+    aapm_root: str = ""
+    aapm_thickness: AapmThickness = "3mm"
+    aapm_validation_patients: tuple[str, ...] = ()
+    tcia_root: str = ""
+    tcia_full_dose: str = "full dose"
+    tcia_low_dose: str = "low dose"
+    tcia_validation_patients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ class ModelConfig:
     upper_hu: float = 3071.0
     scale_hu: float = 1000.0
     description: str = ""
+    init_checkpoint: str = ""  # fine-tune from this checkpoint path or shipped model name
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,11 @@ class TrainConfig:
     warmup_iterations: int = 100
     grad_clip: float = 1.0
     loss: LossName = "l1"
+    ssim_weight: float = 0.2  # weight of SSIM in the l1+ssim and mse+ssim mixes
+    optimizer: OptimizerName = "adamw"
+    early_stopping_patience: int = 0  # stop after this many validations without improvement; 0 = off
+    freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed (e.g. "encoders.0")
+    amp: bool = True  # mixed precision (autocast + GradScaler), used only on CUDA
     seed: int = 0
     threads: int = 2
     device: str = "auto"
@@ -179,7 +197,72 @@ def _check_ranges(recipe: TrainingRecipe) -> None:
         raise ConfigError(
             "train.patch_size >= 16, train.batch_size >= 1 and train.iterations >= 1 are required"
         )
-    if not data.train_sets:
+    if not (data.train_sets or data.aapm_root or data.tcia_root):
         raise ConfigError(
-            "data.train_sets is empty; name at least one 'train' set from the shared data manifest"
+            "data.train_sets is empty; name at least one 'train' set from the shared data manifest, "
+            "or a real dataset with data.aapm_root or data.tcia_root"
         )
+    _check_train(train)
+    _check_sources(data)
+    _check_network(recipe)
+
+
+def _check_train(train: TrainConfig) -> None:
+    positive = {
+        "learning_rate": train.learning_rate,
+        "grad_clip": train.grad_clip,
+        "validate_every": train.validate_every,
+        "time_limit_minutes": train.time_limit_minutes,
+        "threads": train.threads,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"train.{key} must be positive, got {value}")
+    non_negative = {
+        "weight_decay": train.weight_decay,
+        "warmup_iterations": train.warmup_iterations,
+        "early_stopping_patience": train.early_stopping_patience,
+        "ssim_weight": train.ssim_weight,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"train.{key} must be >= 0, got {value}")
+    if not _DEVICE.match(train.device):
+        raise ConfigError(f"train.device = {train.device!r}; valid values: auto, cpu, cuda, cuda:N")
+
+
+def _check_sources(data: DataConfig) -> None:
+    for key, root, patients in (
+        ("aapm", data.aapm_root, data.aapm_validation_patients),
+        ("tcia", data.tcia_root, data.tcia_validation_patients),
+    ):
+        if patients and not root:
+            raise ConfigError(f"data.{key}_validation_patients is set but data.{key}_root is not")
+    if data.tcia_root and not (data.tcia_full_dose.strip() and data.tcia_low_dose.strip()):
+        raise ConfigError("data.tcia_full_dose and data.tcia_low_dose must be non-empty texts")
+
+
+def _check_network(recipe: TrainingRecipe) -> None:
+    """Build the network once: bad architecture kwargs and unknown freeze prefixes fail on load."""
+    from meddenoise.models import build_network
+
+    m = recipe.model
+    try:
+        network = build_network(m.architecture, in_channels=m.context_slices, **m.kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model.architecture/model.kwargs: {err}") from err
+    names = [name for name, _ in network.named_parameters()]
+    for prefix in recipe.train.freeze:
+        if not any(frozen(name, (prefix,)) for name in names):
+            groups = sorted({name.rsplit(".", 1)[0] for name in names})
+            raise ConfigError(
+                f"train.freeze entry {prefix!r} matches no parameter of {m.architecture}; "
+                f"parameter prefixes: {', '.join(groups)}"
+            )
+    if recipe.train.freeze and all(frozen(name, recipe.train.freeze) for name in names):
+        raise ConfigError("train.freeze freezes every parameter; leave some layers to train")
+
+
+def frozen(name: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether parameter ``name`` falls under one of the ``train.freeze`` prefixes."""
+    return any(name == p or name.startswith(p + ".") for p in prefixes)

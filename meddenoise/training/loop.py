@@ -6,7 +6,7 @@ Validation uses the same sliding-window inference as the product, on whole slice
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
 import logging
 import math
@@ -14,20 +14,24 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from meddenoise.errors import ConfigError, DeviceError
 from meddenoise.inference import InferenceSettings, denoise_volume, resolve_device
 from meddenoise.metrics import score_volume
-from meddenoise.models import LoadedModel, ModelCard, build_network, save_checkpoint
+from meddenoise.models import LoadedModel, ModelCard, build_network, load_model, save_checkpoint
 from meddenoise.models.card import MetricRecord, TrainingData
 from meddenoise.progress import ProgressFactory, no_progress
-from meddenoise.training.config import TrainingRecipe
+from meddenoise.training.config import TrainingRecipe, frozen
 from meddenoise.training.data import prepare_data
-from meddenoise.training.losses import make_loss
+from meddenoise.training.log import TrainingLog
+from meddenoise.training.losses import Loss, make_loss
 from meddenoise.training.pairs import PairRun
 from meddenoise.training.patches import PatchSampler
+from meddenoise.training.state import TrainingState, load_state, run_identity, save_state
 from meddenoise.windowing import NetworkRange
 
 logger = logging.getLogger(__name__)
@@ -97,6 +101,23 @@ def _summarise(per_protocol: dict[str, list[tuple[float, float]]]) -> dict[str, 
     return out
 
 
+def validation_description(recipe: TrainingRecipe) -> tuple[str, str]:
+    """The model card's words for the validation data and its dose (simulated and/or real)."""
+    d = recipe.data
+    datasets, doses = [], []
+    if d.validation_sets:
+        datasets.append(f"validation sets {', '.join(d.validation_sets)}")
+        doses.append(f"simulated {d.validation_dose:.0%} (projection-domain, I0=1.5e5, hann)")
+    if d.aapm_validation_patients:
+        datasets.append(f"AAPM/Mayo 2016 {d.aapm_thickness} patients {', '.join(d.aapm_validation_patients)}")
+        doses.append("real quarter dose (25 %)")
+    if d.tcia_validation_patients:
+        datasets.append(f"TCIA LDCT-and-Projection-data patients {', '.join(d.tcia_validation_patients)}")
+        doses.append("real low dose (10 % chest, 25 % abdomen/head)")
+    dataset = f"{'; '.join(datasets)} ({d.validation_slices_per_series} slices each)"
+    return dataset, "; ".join(doses)
+
+
 def make_card(
     recipe: TrainingRecipe,
     *,
@@ -106,8 +127,7 @@ def make_card(
 ) -> ModelCard:
     """The model card: architecture, input range, data and licences, config and metrics with protocols."""
     m, d = recipe.model, recipe.data
-    dataset = f"validation sets {', '.join(d.validation_sets)} ({d.validation_slices_per_series} slices each)"
-    dose = f"simulated {d.validation_dose:.0%} (projection-domain, I0=1.5e5, hann)"
+    dataset, dose = validation_description(recipe)
     metrics = []
     for key, value in scores.items():
         protocol, name = key.split("_", 1)
@@ -137,35 +157,48 @@ def make_card(
     )
 
 
-def train(recipe: TrainingRecipe, *, progress: ProgressFactory = no_progress) -> TrainingResult:
-    """Run a recipe end to end; writes model.pt, its card, log.csv and config.toml to the output dir."""
+def train(
+    recipe: TrainingRecipe, *, resume: bool = False, progress: ProgressFactory = no_progress
+) -> TrainingResult:
+    """Run a recipe end to end; writes model.pt, its card, last.pt, the logs and config.toml.
+
+    With ``resume``, continues from ``output.dir/last.pt`` (saved at every validation) and appends
+    to the logs.
+
+    Raises
+    ------
+    DeviceError
+        ``train.device`` names a GPU this machine does not have.
+    ConfigError
+        Bad data sources, an ``init_checkpoint`` that does not match ``[model]``, or nothing to resume.
+    """
     started = time.perf_counter()
     t = recipe.train
     torch.manual_seed(t.seed)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(t.threads)
     try:
-        device = resolve_device(t.device)
-        data = prepare_data(recipe, progress=progress)
+        device = _device(recipe)
         out_dir = Path(recipe.output.dir)
+        state = load_state(out_dir, recipe=recipe) if resume else None
+        data = prepare_data(recipe, progress=progress)
         out_dir.mkdir(parents=True, exist_ok=True)
         if recipe.source is not None:
             shutil.copyfile(recipe.source, out_dir / "config.toml")
-        nrange = network_range(recipe)
         sampler = PatchSampler(
             data.train_runs,
             patch_size=t.patch_size,
             context=recipe.model.context_slices,
-            network_range=nrange,
+            network_range=network_range(recipe),
             body_threshold_hu=t.body_threshold_hu,
             seed=t.seed,
         )
-        network = build_network(
-            recipe.model.architecture, in_channels=recipe.model.context_slices, **recipe.model.kwargs
-        ).to(device)
+        network = initial_network(recipe).to(device)
         baseline = input_scores(data.validation_runs)
         logger.info("low-dose input scores: %s", baseline)
-        best = _optimise(recipe, network, sampler, data.validation_runs, out_dir, device, progress)
+        best = _optimise(
+            _Run(recipe, network, sampler, data.validation_runs, out_dir, device), state, progress
+        )
         card = make_card(recipe, scores=best.scores, baseline=baseline, provenance=data.provenance)
         network.load_state_dict(best.state)
         checkpoint = out_dir / "model.pt"
@@ -182,6 +215,72 @@ def train(recipe: TrainingRecipe, *, progress: ProgressFactory = no_progress) ->
     )
 
 
+def _device(recipe: TrainingRecipe) -> torch.device:
+    try:
+        return resolve_device(recipe.train.device)
+    except DeviceError as err:
+        where = f"{recipe.source}: " if recipe.source else ""
+        raise DeviceError(
+            f"{where}train.device = {recipe.train.device!r} but this machine has "
+            f'{torch.cuda.device_count()} CUDA GPU(s); set train.device = "cpu" or "auto"'
+        ) from err
+
+
+def _architecture_of(card: ModelCard) -> dict[str, Any]:
+    return json.loads(
+        json.dumps(
+            {
+                "architecture": card.architecture,
+                "kwargs": dict(card.architecture_kwargs),
+                "context_slices": card.context_slices,
+                "network_range": asdict(card.network_range),
+            },
+            default=list,
+        )
+    )
+
+
+def initial_network(recipe: TrainingRecipe) -> torch.nn.Module:
+    """The network to train: fresh, or ``model.init_checkpoint``'s weights, with ``train.freeze`` applied.
+
+    Raises
+    ------
+    ConfigError
+        When the checkpoint's card describes another architecture, kwargs, context or input range.
+    """
+    m = recipe.model
+    network = build_network(m.architecture, in_channels=m.context_slices, **m.kwargs)
+    if m.init_checkpoint:
+        loaded = load_model(m.init_checkpoint)
+        wanted = _architecture_of(_bare_card(recipe))
+        got = _architecture_of(loaded.card)
+        if got != wanted:
+            differ = sorted(k for k in wanted if wanted[k] != got[k])
+            raise ConfigError(
+                f"model.init_checkpoint {m.init_checkpoint!r} is a {got['architecture']} with "
+                f"{', '.join(f'{k}={got[k]}' for k in differ)}, but [model] asks for "
+                f"{', '.join(f'{k}={wanted[k]}' for k in differ)}; make [model] match its card"
+            )
+        network.load_state_dict(loaded.network.state_dict())
+        logger.info("fine-tuning from %s (%s %s)", m.init_checkpoint, loaded.card.name, loaded.card.version)
+    for name, parameter in network.named_parameters():
+        if frozen(name, recipe.train.freeze):
+            parameter.requires_grad_(False)
+    return network
+
+
+def _bare_card(recipe: TrainingRecipe) -> ModelCard:
+    m = recipe.model
+    return ModelCard(
+        name=m.name,
+        version=m.version,
+        architecture=m.architecture,
+        architecture_kwargs=dict(m.kwargs),
+        network_range=network_range(recipe),
+        context_slices=m.context_slices,
+    )
+
+
 @dataclass
 class _Best:
     iteration: int
@@ -189,89 +288,156 @@ class _Best:
     state: dict[str, torch.Tensor]
 
 
-def _optimise(
-    recipe: TrainingRecipe,
-    network: torch.nn.Module,
-    sampler: PatchSampler,
-    validation_runs: list[PairRun],
-    out_dir: Path,
-    device: torch.device,
-    progress: ProgressFactory,
-) -> _Best:
-    t = recipe.train
-    optimiser = torch.optim.AdamW(network.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
+@dataclass
+class _Run:
+    """What the optimisation loop works on."""
+
+    recipe: TrainingRecipe
+    network: torch.nn.Module
+    sampler: PatchSampler
+    validation_runs: list[PairRun]
+    out_dir: Path
+    device: torch.device
+
+
+@dataclass
+class _Trainer:
+    """The optimiser, schedule, loss and (on CUDA) gradient scaler of a run."""
+
+    optimiser: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    loss_fn: Loss
+    scaler: torch.amp.GradScaler | None
+    parameters: list[torch.nn.Parameter]
+
+
+def _trainer(run: _Run) -> _Trainer:
+    t = run.recipe.train
+    parameters = [p for p in run.network.parameters() if p.requires_grad]
+    optimiser: torch.optim.Optimizer
+    if t.optimizer == "adam":
+        optimiser = torch.optim.Adam(parameters, lr=t.learning_rate, weight_decay=t.weight_decay)
+    else:
+        optimiser = torch.optim.AdamW(parameters, lr=t.learning_rate, weight_decay=t.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda i: lr_factor(i, warmup=t.warmup_iterations, total=t.iterations)
     )
-    loss_fn = make_loss(t.loss)
-    settings = InferenceSettings(device=str(device), amp=False)
-    card = ModelCard(
-        name=recipe.model.name,
-        version=recipe.model.version,
-        architecture=recipe.model.architecture,
-        network_range=network_range(recipe),
-        context_slices=recipe.model.context_slices,
+    use_amp = t.amp and run.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    return _Trainer(optimiser, schedule, make_loss(t.loss, ssim_weight=t.ssim_weight), scaler, parameters)
+
+
+def _step(run: _Run, trainer: _Trainer) -> float:
+    """One optimisation step on a fresh batch; returns the loss."""
+    t = run.recipe.train
+    run.network.train()
+    batch = run.sampler.batch(t.batch_size)
+    inputs = torch.from_numpy(batch.inputs).to(run.device)
+    targets = torch.from_numpy(batch.targets).to(run.device)
+    amp = (
+        torch.autocast(device_type="cuda", dtype=torch.float16)
+        if trainer.scaler is not None
+        else contextlib.nullcontext()
     )
-    best = _Best(-1, {}, {})
+    with amp:
+        prediction = run.network(inputs)
+    loss = trainer.loss_fn(prediction.float(), targets)
+    trainer.optimiser.zero_grad(set_to_none=True)
+    if trainer.scaler is not None:
+        trainer.scaler.scale(loss).backward()
+        trainer.scaler.unscale_(trainer.optimiser)
+        torch.nn.utils.clip_grad_norm_(trainer.parameters, t.grad_clip)
+        trainer.scaler.step(trainer.optimiser)
+        trainer.scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainer.parameters, t.grad_clip)
+        trainer.optimiser.step()
+    trainer.schedule.step()
+    return float(loss.detach())
+
+
+def _restore(run: _Run, trainer: _Trainer, state: TrainingState) -> _Best:
+    run.network.load_state_dict(state.network)
+    try:
+        trainer.optimiser.load_state_dict(state.optimizer)
+    except ValueError as err:
+        raise ConfigError(f"--resume: the saved optimiser state does not fit this run: {err}") from err
+    trainer.schedule.load_state_dict(state.scheduler)
+    if trainer.scaler is not None and state.scaler:
+        trainer.scaler.load_state_dict(state.scaler)
+    run.sampler.rng.bit_generator.state = state.sampler_rng
+    torch.set_rng_state(state.torch_rng)
+    logger.info("resuming at iteration %d (best %d)", state.iteration, state.best_iteration)
+    return _Best(state.best_iteration, dict(state.best_scores), dict(state.best_state))
+
+
+def _snapshot(run: _Run, trainer: _Trainer, **fields: Any) -> TrainingState:
+    return TrainingState(
+        network={k: v.detach().cpu().clone() for k, v in run.network.state_dict().items()},
+        optimizer=trainer.optimiser.state_dict(),
+        scheduler=trainer.schedule.state_dict(),
+        sampler_rng=dict(run.sampler.rng.bit_generator.state),
+        torch_rng=torch.get_rng_state(),
+        scaler=trainer.scaler.state_dict() if trainer.scaler is not None else {},
+        identity=run_identity(run.recipe),
+        **fields,
+    )
+
+
+def _optimise(run: _Run, state: TrainingState | None, progress: ProgressFactory) -> _Best:
+    t = run.recipe.train
+    trainer = _trainer(run)
+    best = _restore(run, trainer, state) if state is not None else _Best(-1, {}, {})
+    start = state.iteration if state is not None else 0
+    bad = state.bad_validations if state is not None else 0
+    previous_seconds = state.seconds if state is not None else 0.0
+    model = LoadedModel(network=run.network, card=_bare_card(run.recipe))
+    settings = InferenceSettings(device=str(run.device), amp=False)
     deadline = time.monotonic() + t.time_limit_minutes * 60
-    log_path = out_dir / "log.csv"
+    stopped = t.early_stopping_patience > 0 and bad >= t.early_stopping_patience
+    running, count, started = 0.0, 0, time.perf_counter()
     with (
-        log_path.open("w", newline="") as log_file,
-        progress(description="train", total=t.iterations) as advance,
+        TrainingLog(run.out_dir, resume_from=start if state is not None else None) as log,
+        progress(description="train", total=t.iterations - min(start, t.iterations)) as advance,
     ):
-        log = csv.writer(log_file)
-        log.writerow(
-            [
-                "iteration",
-                "train_loss",
-                "lr",
-                "abdomen_psnr_db",
-                "abdomen_ssim",
-                "full_psnr_db",
-                "full_ssim",
-                "seconds",
-            ]
-        )
-        running, started = 0.0, time.perf_counter()
-        for iteration in range(t.iterations):
-            network.train()
-            batch = sampler.batch(t.batch_size)
-            inputs = torch.from_numpy(batch.inputs).to(device)
-            targets = torch.from_numpy(batch.targets).to(device)
-            loss = loss_fn(network(inputs), targets)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(network.parameters(), t.grad_clip)
-            optimiser.step()
-            schedule.step()
-            running += float(loss.detach())
+        for iteration in range(start, t.iterations if not stopped else start):
+            running += _step(run, trainer)
+            count += 1
             advance(1)
             last = iteration == t.iterations - 1 or time.monotonic() > deadline
-            if (iteration + 1) % t.validate_every == 0 or last:
-                network.eval()
-                scores = validate(LoadedModel(network=network, card=card), validation_runs, settings)
-                mean_loss = running / ((iteration % t.validate_every) + 1)
-                log.writerow(
-                    [
-                        iteration + 1,
-                        f"{mean_loss:.6f}",
-                        f"{schedule.get_last_lr()[0]:.3e}",
-                        scores["abdomen_psnr_db"],
-                        scores["abdomen_ssim"],
-                        scores["full_psnr_db"],
-                        scores["full_ssim"],
-                        f"{time.perf_counter() - started:.1f}",
-                    ]
-                )
-                log_file.flush()
-                running = 0.0
-                logger.info("iteration %d: %s", iteration + 1, scores)
-                if scores["abdomen_psnr_db"] > best.scores.get("abdomen_psnr_db", -math.inf):
-                    best = _Best(
-                        iteration + 1,
-                        scores,
-                        {k: v.detach().cpu().clone() for k, v in network.state_dict().items()},
-                    )
+            if (iteration + 1) % t.validate_every != 0 and not last:
+                continue
+            run.network.eval()
+            scores = validate(model, run.validation_runs, settings)
+            improved = scores["abdomen_psnr_db"] > best.scores.get("abdomen_psnr_db", -math.inf)
+            if improved:
+                weights = {k: v.detach().cpu().clone() for k, v in run.network.state_dict().items()}
+                best = _Best(iteration + 1, scores, weights)
+            bad = 0 if improved else bad + 1
+            seconds = previous_seconds + time.perf_counter() - started
+            log.write(
+                {
+                    "iteration": iteration + 1,
+                    "train_loss": round(running / count, 6),
+                    "lr": float(f"{trainer.schedule.get_last_lr()[0]:.3e}"),
+                    **scores,
+                    "seconds": round(seconds, 1),
+                    "best_iteration": best.iteration,
+                }
+            )
+            logger.info("iteration %d: %s", iteration + 1, scores)
+            fields = {"iteration": iteration + 1, "bad_validations": bad, "seconds": seconds}
+            best_fields = {"best_iteration": best.iteration, "best_scores": best.scores}
+            save_state(_snapshot(run, trainer, **fields, **best_fields, best_state=best.state), run.out_dir)
+            running, count = 0.0, 0
+            if t.early_stopping_patience and bad >= t.early_stopping_patience:
+                logger.info("early stop: %d validations without improvement", bad)
+                break
             if last:
                 break
+    if best.iteration < 0:
+        raise ConfigError(
+            f"{run.out_dir}: nothing was trained (already at train.iterations = {t.iterations})"
+        )
     return best
