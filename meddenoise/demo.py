@@ -42,22 +42,29 @@ def run_demo(
     out_dir: str | Path,
     model: str | Path | LoadedModel | None = None,
     overwrite: bool = False,
+    size: int = PHANTOM_SIZE,
+    slices: int = PHANTOM_SLICES,
     progress: ProgressFactory = no_progress,
 ) -> DemoResult:
-    """Phantom → full dose → simulated 25 % dose → denoised, with reports against the full dose."""
+    """Phantom → full dose → simulated 25 % dose → denoised, with reports against the full dose.
+
+    ``size`` (pixels per side) and ``slices`` shrink the phantom for quick checks; its pixels grow
+    so the body keeps its size in mm.
+    """
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputError(f"{out} is not empty; pass --overwrite to replace the demo's output")
-    clean = torso_phantom(size=PHANTOM_SIZE, slices=PHANTOM_SLICES, pixel_mm=PIXEL_MM, seed=SEED)
+    pixel_mm = PIXEL_MM * PHANTOM_SIZE / size
+    clean = torso_phantom(size=size, slices=slices, pixel_mm=pixel_mm, seed=SEED)
     # The phantom is noise-free, so its full-dose scan draws the whole noise of a dose-1 scan.
     full_settings = SimulationSettings(dose_fraction=1.0, mode="pre-log")
-    with progress(description="scan phantom", total=PHANTOM_SLICES) as advance:
+    with progress(description="scan phantom", total=slices) as advance:
         full = simulate_from_settings(
-            clean, pixel_mm=(PIXEL_MM, PIXEL_MM), settings=full_settings, seed=SEED, progress=advance
+            clean, pixel_mm=(pixel_mm, pixel_mm), settings=full_settings, seed=SEED, progress=advance
         )
     full_folder = write_new_series(
         hu=full,
-        pixel_mm=PIXEL_MM,
+        pixel_mm=pixel_mm,
         slice_mm=SLICE_MM,
         folder=out / "full-dose",
         overwrite=overwrite,

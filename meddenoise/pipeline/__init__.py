@@ -13,10 +13,14 @@ Examples
 
 from meddenoise.pipeline.evaluate import (
     DEFAULT_PROTOCOLS,
+    ReportOptions,
     evaluate_paths,
+    evaluate_report_paths,
     evaluate_series,
     pair_by_position,
     report_context,
+    report_denoised_series,
+    write_evaluation_report,
 )
 from meddenoise.pipeline.series import (
     SeriesOutcome,
@@ -31,16 +35,20 @@ from meddenoise.pipeline.simulate import simulate_path
 
 __all__ = [
     "DEFAULT_PROTOCOLS",
+    "ReportOptions",
     "SeriesOutcome",
     "denoise_path",
     "denoise_series",
     "evaluate_paths",
+    "evaluate_report_paths",
     "evaluate_series",
     "model_derivation",
     "pair_by_position",
     "read_series",
     "report_context",
+    "report_denoised_series",
     "resolve_model",
     "simulate_path",
+    "write_evaluation_report",
     "write_series",
 ]

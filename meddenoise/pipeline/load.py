@@ -1,13 +1,17 @@
-"""Find and read the series a command names (the shared first step of every pipeline)."""
+"""Find and read what a command names: its series and its model (the first step of every pipeline)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from meddenoise.dicom import CTSeries, SeriesInfo, find_series, select_series
 from meddenoise.dicom import read_series as read_series_info
 from meddenoise.errors import SeriesError
+from meddenoise.models import DEFAULT_MODEL_NAME, LoadedModel, load_model
 from meddenoise.progress import ProgressFactory, no_progress
+
+logger = logging.getLogger(__name__)
 
 
 def read_series(
@@ -22,10 +26,27 @@ def read_series(
     return load_info(infos[0], progress)
 
 
+def input_folder(path: Path) -> Path:
+    """The folder an input lives in (the input itself, or a file's parent); it must exist."""
+    if not path.exists():
+        raise SeriesError(f"{path} does not exist")
+    return path if path.is_dir() else path.parent
+
+
 def load_info(info: SeriesInfo, progress: ProgressFactory) -> CTSeries:
+    """Decode a found series, first warning of its non-fatal problems (skipped files, tilt, ...)."""
+    for problem in info.problems:
+        logger.warning("series %s: %s", info.series_uid, problem)
     with progress(description=f"read {short_uid(info.series_uid)}", total=len(info.slices)) as advance:
         return read_series_info(info, progress=advance)
 
 
 def short_uid(uid: str) -> str:
     return "…" + uid[-12:] if len(uid) > 13 else uid
+
+
+def resolve_model(model: str | Path | LoadedModel | None, *, device: str = "cpu") -> LoadedModel:
+    """A loaded model from a shipped name, a checkpoint path, or an already loaded model."""
+    if isinstance(model, LoadedModel):
+        return model
+    return load_model(model if model is not None else DEFAULT_MODEL_NAME, device=device)

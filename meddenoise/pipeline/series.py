@@ -28,9 +28,10 @@ from meddenoise.dicom import (
 )
 from meddenoise.errors import OutputError
 from meddenoise.inference import InferenceSettings, denoise_volume, resolve_device
-from meddenoise.models import DEFAULT_MODEL_NAME, LoadedModel, load_model
+from meddenoise.models import LoadedModel
 from meddenoise.pipeline.evaluate import evaluate_series, report_context
-from meddenoise.pipeline.load import load_info, read_series, short_uid
+from meddenoise.pipeline.load import input_folder, load_info, read_series, resolve_model, short_uid
+from meddenoise.pipeline.volume import refuse_irregular, save_series_volumes
 from meddenoise.progress import ProgressFactory, no_progress
 from meddenoise.report import write_report
 
@@ -45,13 +46,6 @@ class SeriesOutcome:
     output_folder: Path
     seconds: float
     report_folder: Path | None = None
-
-
-def resolve_model(model: str | Path | LoadedModel | None, *, device: str = "cpu") -> LoadedModel:
-    """A loaded model from a shipped name, a checkpoint path, or an already loaded model."""
-    if isinstance(model, LoadedModel):
-        return model
-    return load_model(model if model is not None else DEFAULT_MODEL_NAME, device=device)
 
 
 def denoise_series(
@@ -107,7 +101,7 @@ def write_series(
         )
 
 
-def denoise_path(
+def denoise_path(  # noqa: PLR0913 (the one entry point that names every knob of a denoise run)
     *,
     input_path: str | Path,
     out_dir: str | Path,
@@ -117,18 +111,22 @@ def denoise_path(
     reference_path: str | Path | None = None,
     overwrite: bool = False,
     progress: ProgressFactory = no_progress,
+    also_save: Sequence[str] = (),
 ) -> list[SeriesOutcome]:
-    """Denoise every chosen CT series under ``input_path`` into derived series under ``out_dir``."""
+    """Denoise every chosen CT series under ``input_path`` into derived series under ``out_dir``.
+
+    ``also_save`` ("nifti", "mha") also writes each denoised series as a volume beside its folder.
+    """
     input_root, out_root = Path(input_path), Path(out_dir)
-    check_output_location(
-        input_root=input_root if input_root.is_dir() else input_root.parent, out_dir=out_root
-    )
+    check_output_location(input_root=input_folder(input_root), out_dir=out_root)
     settings = settings or InferenceSettings()
     device = resolve_device(settings.device)  # fail on a missing GPU before any work
     infos = select_series(find_series(input_root), series_uids)
     loaded = resolve_model(model, device=str(device))
     derivation = model_derivation(loaded, settings)
     refuse_existing(infos, out_root, derivation, overwrite)
+    if also_save:
+        refuse_irregular(infos)
     reference = read_series(reference_path, progress=progress) if reference_path is not None else None
     outcomes = []
     for info in infos:
@@ -139,6 +137,7 @@ def denoise_path(
         folder = write_series(
             denoised, out_dir=out_root, derivation=derivation, overwrite=overwrite, progress=progress
         )
+        save_series_volumes(denoised, folder=folder, formats=also_save, overwrite=overwrite)
         report = None
         if reference is not None:
             scores = evaluate_series(denoised=denoised, reference=reference)

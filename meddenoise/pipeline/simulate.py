@@ -9,7 +9,7 @@ from pathlib import Path
 
 from meddenoise import __version__
 from meddenoise.dicom import Derivation, check_output_location, find_series, select_series
-from meddenoise.pipeline.load import load_info, short_uid
+from meddenoise.pipeline.load import input_folder, load_info, short_uid
 from meddenoise.pipeline.series import SeriesOutcome, refuse_existing, write_series
 from meddenoise.progress import ProgressFactory, no_progress
 from meddenoise.simulate import SimulationSettings, simulate_from_settings
@@ -28,9 +28,7 @@ def simulate_path(
 ) -> list[SeriesOutcome]:
     """Write a simulated low-dose derived series for every chosen CT series under ``input_path``."""
     input_root, out_root = Path(input_path), Path(out_dir)
-    check_output_location(
-        input_root=input_root if input_root.is_dir() else input_root.parent, out_dir=out_root
-    )
+    check_output_location(input_root=input_folder(input_root), out_dir=out_root)
     infos = select_series(find_series(input_root), series_uids)
     derivation = Derivation(
         description=f"meddenoise {__version__}: {settings.describe()}",

@@ -14,13 +14,13 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from meddenoise.dicom import CTSeries
+from meddenoise.dicom import CTSeries, SeriesInfo
 from meddenoise.errors import OutputError
 from meddenoise.inference import InferenceSettings, denoise_volume, resolve_device
 from meddenoise.metrics import score_volume
 from meddenoise.models import LoadedModel
 from meddenoise.pipeline.evaluate import DEFAULT_PROTOCOLS
-from meddenoise.pipeline.series import resolve_model
+from meddenoise.pipeline.load import resolve_model
 from meddenoise.progress import ProgressFactory, no_progress
 from meddenoise.report import write_report
 from meddenoise.volume import (
@@ -77,6 +77,17 @@ def also_save_paths(folder: Path, formats: Sequence[str]) -> list[Path]:
     if unknown:
         raise ValueError(f"unknown --also-save {', '.join(unknown)}; valid: {', '.join(get_args(AlsoSave))}")
     return [folder.with_name(folder.name + ALSO_SAVE_EXTENSIONS[f]) for f in dict.fromkeys(formats)]
+
+
+def refuse_irregular(infos: Sequence[SeriesInfo]) -> None:
+    """Refuse, before any work, series that a regular volume grid would misplace (tilt, uneven steps)."""
+    for info in infos:
+        irregular = [p for p in info.problems if p.startswith(("gantry tilt", "uneven slice spacing"))]
+        if irregular:
+            raise OutputError(
+                f"series {info.series_uid} cannot be saved as a volume ({irregular[0]}); "
+                "drop --also-save or resample it first"
+            )
 
 
 def save_series_volumes(

@@ -1,0 +1,117 @@
+"""The typer app, its shared options, and the only printing and progress bars in meddenoise."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from meddenoise import __version__
+
+if TYPE_CHECKING:
+    from meddenoise.volume import PixelType
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Denoise low-dose CT DICOM series and measure the result.",
+)
+STATE = {"quiet": False, "debug": False}
+
+ModelOption = Annotated[
+    str | None, typer.Option("--model", "-m", help="Shipped model name or checkpoint path.")
+]
+SeriesOption = Annotated[
+    list[str] | None, typer.Option("--series", help="Only this SeriesInstanceUID (repeatable).")
+]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output series.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+HUOffsetOption = Annotated[
+    float, typer.Option("--hu-offset", help="Volume input: HU = stored * scale + offset (e.g. -1024).")
+]
+HUScaleOption = Annotated[
+    float, typer.Option("--hu-scale", help="Volume input: HU = stored * scale + offset.")
+]
+ShowPhiOption = Annotated[
+    bool, typer.Option("--show-phi", help="Write patient name/ID, raw UIDs and paths in reports.")
+]
+DicomReportOption = Annotated[
+    bool, typer.Option("--dicom-report", help="Also write the report as a DICOM Encapsulated PDF.")
+]
+
+
+@contextmanager
+def progress_bar(*, description: str, total: int) -> Iterator[Callable[[int], None]]:
+    from tqdm import tqdm
+
+    with tqdm(
+        total=total,
+        desc=description,
+        unit="slice",
+        disable=True if STATE["quiet"] else None,
+        leave=False,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
+
+        def advance(n: int) -> None:
+            bar.update(n)
+
+        yield advance
+
+
+def pixel_type_choice(name: str) -> PixelType:
+    from typing import get_args
+
+    from meddenoise.volume import PixelType
+
+    valid = get_args(PixelType)
+    if name not in valid:
+        raise ValueError(f"--pixel-type {name!r}; valid: {', '.join(valid)}")
+    return name  # type: ignore[return-value]
+
+
+def echo(message: str) -> None:
+    if not STATE["quiet"]:
+        typer.echo(message)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"meddenoise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Verbose logs and tracebacks.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """meddenoise: low-dose CT denoising for DICOM series."""
+    STATE.update(quiet=quiet, debug=debug)
+    level = logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def summarise_report(report_json: Path) -> None:
+    import json
+
+    report = json.loads(report_json.read_text())
+    for protocol_id, scores in report["series"].items():
+        psnr = scores["mean_psnr_db"]
+        psnr_text = "inf (identical)" if psnr is None else f"{psnr:.2f} dB"
+        echo(
+            f"  {protocol_id}: PSNR {psnr_text}  SSIM {scores['mean_ssim']:.4f}  "
+            f"RMSE {scores['mean_rmse']:.4g} {scores['rmse_unit']}  "
+            f"[{report['protocols'][protocol_id].split(';')[0]}]"
+        )
+    echo(f"report {report_json}")
