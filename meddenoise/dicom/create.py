@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, generate_uid
 
 from meddenoise import __version__
+from meddenoise.dicom.derive import ct_file_meta
 from meddenoise.dicom.write import write_series_files
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -63,7 +64,7 @@ def new_ct_datasets(
         ds.SliceLocation = f"{float(np.dot(origin, normal)):.4f}"
         ds.SmallestImagePixelValue, ds.LargestImagePixelValue = int(plane.min()), int(plane.max())
         ds.PixelData = plane.tobytes()
-        ds.file_meta = _file_meta(sop_uid)
+        ds.file_meta = ct_file_meta(sop_uid)
         datasets.append(ds)
     return datasets
 
@@ -119,15 +120,6 @@ def _shared_header(
         "WindowWidth": "400",
         "BurnedInAnnotation": "NO",
     }
-
-
-def _file_meta(sop_uid: str) -> FileMetaDataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    return meta
 
 
 def write_new_series(

@@ -297,7 +297,7 @@ def derive_slice(
     _add_contributing_equipment(ds, identity=identity, derivation=derivation)
     _mark_lossy_history(ds)
     _fix_inherited_errors(ds)
-    ds.file_meta = _file_meta(sop_uid)
+    ds.file_meta = ct_file_meta(sop_uid)
     ds.set_pixel_data(stored, "MONOCHROME2", int(ds.get("BitsStored", 16)), generate_instance_uid=False)
     return ds
 
@@ -384,7 +384,8 @@ def _fix_inherited_errors(ds: Dataset) -> None:
         ds.DeidentificationMethod = "Not recorded by the source"
 
 
-def _file_meta(sop_uid: str) -> FileMetaDataset:
+def ct_file_meta(sop_uid: str) -> FileMetaDataset:
+    """File meta for an uncompressed (Explicit VR Little Endian) CT Image Storage instance."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = UID(sop_uid)

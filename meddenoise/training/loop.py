@@ -12,7 +12,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,13 +141,8 @@ def make_card(
                 dose=dose,
             )
         )
-    return ModelCard(
-        name=m.name,
-        version=m.version,
-        architecture=m.architecture,
-        architecture_kwargs=dict(m.kwargs),
-        network_range=network_range(recipe),
-        context_slices=m.context_slices,
+    return replace(
+        _bare_card(recipe),
         training_data=tuple(TrainingData(**p) for p in provenance),
         training_config=json.loads(
             json.dumps({"data": asdict(d), "model": asdict(m), "train": asdict(recipe.train)})
