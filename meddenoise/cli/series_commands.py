@@ -46,10 +46,17 @@ def info(path: Annotated[Path, typer.Argument(help="A DICOM folder tree or file.
 
 
 @app.command(rich_help_panel="Series and volumes")
-def models() -> None:
-    """List the models that ship with meddenoise."""
-    from meddenoise.models import DEFAULT_MODEL_NAME, shipped_models
+def models(
+    card_of: Annotated[
+        str | None, typer.Option("--card", help="Print this model's full card (name or checkpoint path).")
+    ] = None,
+) -> None:
+    """List the models that ship with meddenoise (or print one model card in full)."""
+    from meddenoise.models import DEFAULT_MODEL_NAME, card_markdown, load_model, shipped_models
 
+    if card_of is not None:
+        typer.echo(card_markdown(load_model(card_of).card))
+        return
     for card in shipped_models():
         default = " (default)" if card.name == DEFAULT_MODEL_NAME else ""
         dims = "2D" if card.context_slices == 1 else f"2.5D ({card.context_slices} slices)"

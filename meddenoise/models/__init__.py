@@ -1,6 +1,6 @@
 """Networks (one architecture per file), their registry, model cards and the checkpoint format."""
 
-from meddenoise.models.card import MetricRecord, ModelCard, TrainingData
+from meddenoise.models.card import MetricRecord, ModelCard, TrainingData, card_markdown
 from meddenoise.models.checkpoint import (
     CHECKPOINT_FORMAT,
     DEFAULT_MODEL_NAME,
@@ -22,6 +22,7 @@ __all__ = [
     "ModelCard",
     "TrainingData",
     "build_network",
+    "card_markdown",
     "load_model",
     "network_from_card",
     "save_checkpoint",

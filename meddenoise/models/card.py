@@ -13,7 +13,7 @@ from typing import Any
 from meddenoise import __version__
 from meddenoise.windowing import NetworkRange
 
-__all__ = ["MetricRecord", "ModelCard", "TrainingData"]
+__all__ = ["MetricRecord", "ModelCard", "TrainingData", "card_markdown"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -162,3 +162,44 @@ class ModelCard:
     def from_json(cls, text: str) -> ModelCard:
         """Parse ``to_json`` output (ValueError on malformed JSON or keys)."""
         return cls.from_dict(json.loads(text))
+
+
+def card_markdown(card: ModelCard) -> str:
+    """The model card as a short Markdown document (what ships beside the weights).
+
+    Examples
+    --------
+    >>> print(card_markdown(ModelCard(name="demo", version="1", architecture="unet_pu")).splitlines()[0])
+    # Model card: demo v1
+    """
+    r = card.network_range
+    dims = "2D" if card.context_slices == 1 else f"2.5D, {card.context_slices} adjacent slices as channels"
+    lines = [
+        f"# Model card: {card.name} v{card.version}",
+        "",
+        card.description or "(no description)",
+        "",
+        "## Architecture",
+        f"- `{card.architecture}` with arguments `{json.dumps(card.architecture_kwargs, sort_keys=True)}`",
+        f"- input: {dims}",
+        f"- input range and normalisation: HU clipped to [{r.lower_hu:g}, {r.upper_hu:g}], "
+        f"unit = (HU - {r.offset_hu:g}) / {r.scale_hu:g}; HU outside the range pass through unchanged",
+        "",
+        "## Training data (and licences)",
+        *[f"- {t.collection} ({t.role}): {t.licence}. {t.citation}" for t in card.training_data],
+        "",
+        "## Metrics (each with its protocol)",
+        "| metric | value | protocol | data | dose |",
+        "|---|---|---|---|---|",
+        *[f"| {m.name} | {m.value:g} | {m.protocol} | {m.dataset} | {m.dose} |" for m in card.metrics],
+        "",
+        "## Training config",
+        "```json",
+        json.dumps(card.training_config, indent=2, sort_keys=True),
+        "```",
+        "",
+        f"weights sha256 (canonical state_dict): `{card.weights_sha256}`  ",
+        f"created {card.created} with meddenoise {card.meddenoise_version}",
+        "",
+    ]
+    return "\n".join(lines)

@@ -21,7 +21,7 @@ import torch
 
 from meddenoise.errors import ConfigError, DeviceError
 from meddenoise.inference import InferenceSettings, denoise_volume, resolve_device
-from meddenoise.metrics import score_volume
+from meddenoise.metrics import protocol_by_name, score_volume
 from meddenoise.models import LoadedModel, ModelCard, build_network, load_model, save_checkpoint
 from meddenoise.models.card import MetricRecord, TrainingData
 from meddenoise.progress import ProgressFactory, no_progress
@@ -130,7 +130,8 @@ def make_card(
     dataset, dose = validation_description(recipe)
     metrics = []
     for key, value in scores.items():
-        protocol, name = key.split("_", 1)
+        protocol_id, name = key.split("_", 1)
+        protocol = protocol_by_name(protocol_id).describe()  # the card states the window and data_range
         metrics.append(MetricRecord(name=name, value=value, protocol=protocol, dataset=dataset, dose=dose))
         metrics.append(
             MetricRecord(
