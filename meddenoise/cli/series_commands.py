@@ -147,6 +147,7 @@ def denoise(
         also_save=also_save or (),
     )
     options = ReportOptions(show_phi=show_phi, dicom_report=dicom_report)
+    card_model = resolve_model(model) if (report or dicom_report) else None  # its card goes in the report
     for outcome in outcomes:
         echo(f"wrote {outcome.output_folder} ({outcome.seconds:.1f} s)")
         if report or dicom_report:
@@ -155,7 +156,7 @@ def denoise(
                 input_path=input_path,
                 source_series_uid=outcome.source_series_uid,
                 reference_path=reference,
-                model=resolve_model(model),
+                model=card_model,
                 options=options,
                 progress=progress_bar,
             )
