@@ -19,9 +19,9 @@ from meddenoise.pipeline import denoise_path, evaluate_paths, simulate_path
 from meddenoise.progress import ProgressFactory, no_progress
 from meddenoise.simulate import SimulationSettings, simulate_from_settings
 
-PHANTOM_SIZE = 256
-PHANTOM_SLICES = 8
-PIXEL_MM = 1.5
+PHANTOM_SIZE = 512
+PHANTOM_SLICES = 6
+PIXEL_MM = 0.75  # a typical abdominal field of view: 384 mm at 512 x 512
 SLICE_MM = 3.0
 SEED = 2016  # the year of the AAPM Low Dose CT Grand Challenge
 

@@ -133,6 +133,7 @@ def _write_atomically(path: Path, write: Any) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary shared file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

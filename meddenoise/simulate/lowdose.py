@@ -77,7 +77,7 @@ class SimulationSettings:
     Examples
     --------
     >>> SimulationSettings(dose_fraction=0.25).describe()
-    'simulated 25 % dose: projection-domain noise insertion (Yu 2012), I0=1.5e5, σe²=10, hann FBP'
+    'simulated 25 % dose: projection-domain noise insertion (Yu 2012), I0=1.5e5, sigma_e^2=10, hann FBP'
     """
 
     dose_fraction: float
@@ -121,7 +121,7 @@ class SimulationSettings:
             extras += f", views binned by {self.view_binning}"
         return (
             f"simulated {100 * self.dose_fraction:g} % dose: {method}, I0={_format_i0(self.i0)}, "
-            f"σe²={self.sigma_e2:g}{extras}, {self.filter} FBP"
+            f"sigma_e^2={self.sigma_e2:g}{extras}, {self.filter} FBP"
         )
 
 

@@ -234,15 +234,16 @@ def test_invalid_arguments_are_rejected() -> None:
 def test_settings_describe_themselves_and_are_frozen() -> None:
     settings = SimulationSettings(dose_fraction=0.25)
     assert settings.describe() == (
-        "simulated 25 % dose: projection-domain noise insertion (Yu 2012), I0=1.5e5, σe²=10, hann FBP"
+        "simulated 25 % dose: projection-domain noise insertion (Yu 2012), I0=1.5e5, sigma_e^2=10, hann FBP"
     )
     pre = SimulationSettings(dose_fraction=0.1, i0=1e5, sigma_e2=8.5, filter="ram-lak", mode="pre-log")
     assert (
         pre.describe()
-        == "simulated 10 % dose: pre-log Poisson + electronic noise (Zeng 2015), I0=1e5, σe²=8.5, ram-lak FBP"
+        == "simulated 10 % dose: pre-log Poisson + electronic noise (Zeng 2015), I0=1e5, "
+        "sigma_e^2=8.5, ram-lak FBP"
     )
     coarse = SimulationSettings(dose_fraction=0.5, bowtie_edge_fraction=0.3, geometry=SMALL)
-    assert coarse.describe().endswith("σe²=10, bowtie edge 0.3, 256 views x 256 channels, hann FBP")
+    assert coarse.describe().endswith("sigma_e^2=10, bowtie edge 0.3, 256 views x 256 channels, hann FBP")
     with pytest.raises(FrozenInstanceError):
         settings.dose_fraction = 0.5  # type: ignore[misc]
 
