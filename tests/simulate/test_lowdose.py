@@ -238,8 +238,7 @@ def test_settings_describe_themselves_and_are_frozen() -> None:
     )
     pre = SimulationSettings(dose_fraction=0.1, i0=1e5, sigma_e2=8.5, filter="ram-lak", mode="pre-log")
     assert (
-        pre.describe()
-        == "simulated 10 % dose: pre-log Poisson + electronic noise (Zeng 2015), I0=1e5, "
+        pre.describe() == "simulated 10 % dose: pre-log Poisson + electronic noise (Zeng 2015), I0=1e5, "
         "sigma_e^2=8.5, ram-lak FBP"
     )
     coarse = SimulationSettings(dose_fraction=0.5, bowtie_edge_fraction=0.3, geometry=SMALL)
