@@ -7,6 +7,8 @@ validated UIDs only, each file fsync'ed and renamed into place.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,14 @@ class DicomWebError(MeddenoiseError):
     """A DICOMweb server refused a request or could not be reached."""
 
 
-def _client(url: str) -> Any:
+@contextmanager
+def _client(url: str) -> Iterator[Any]:
+    """A DICOMweb client whose HTTP session (and its sockets) is closed when the block ends."""
+    import requests
     from dicomweb_client.api import DICOMwebClient
 
-    return DICOMwebClient(url=url.rstrip("/"))
+    with requests.Session() as session:
+        yield DICOMwebClient(url=url.rstrip("/"), session=session)
 
 
 def pull(
@@ -43,25 +49,25 @@ def pull(
         raise ValueError("give exactly one of study_uid and series_uid")
     import requests
 
-    client = _client(url)
     try:
-        filters = {"SeriesInstanceUID": series_uid} if series_uid else None
-        found = client.search_for_series(study_instance_uid=study_uid, search_filters=filters)
-        pairs = [
-            (str(Dataset.from_json(s).StudyInstanceUID), str(Dataset.from_json(s).SeriesInstanceUID))
-            for s in found
-        ]
-        if not pairs:
-            raise DicomWebError(f"{url}: no series {uid_tag(series_uid or study_uid or '')} found")
-        folders = []
-        for study, series in pairs:
-            folder = series_folder(out_dir, study_uid=study, series_uid=series)
-            for ds in client.retrieve_series(study, series):
-                buffer = BytesIO()
-                ds.save_as(buffer, enforce_file_format=True)
-                write_durably(instance_path(folder, str(ds.SOPInstanceUID)), buffer.getvalue())
-            logger.info("pulled series %s", uid_tag(series))
-            folders.append(folder)
+        with _client(url) as client:
+            filters = {"SeriesInstanceUID": series_uid} if series_uid else None
+            found = client.search_for_series(study_instance_uid=study_uid, search_filters=filters)
+            pairs = [
+                (str(Dataset.from_json(s).StudyInstanceUID), str(Dataset.from_json(s).SeriesInstanceUID))
+                for s in found
+            ]
+            if not pairs:
+                raise DicomWebError(f"{url}: no series {uid_tag(series_uid or study_uid or '')} found")
+            folders = []
+            for study, series in pairs:
+                folder = series_folder(out_dir, study_uid=study, series_uid=series)
+                for ds in client.retrieve_series(study, series):
+                    buffer = BytesIO()
+                    ds.save_as(buffer, enforce_file_format=True)
+                    write_durably(instance_path(folder, str(ds.SOPInstanceUID)), buffer.getvalue())
+                logger.info("pulled series %s", uid_tag(series))
+                folders.append(folder)
     except requests.RequestException as err:
         raise DicomWebError(f"{url}: {type(err).__name__}: {err}") from err
     return folders
@@ -80,9 +86,9 @@ def push(*, url: str, folder: Path) -> int:
     files = sorted(Path(folder).rglob("*.dcm"))
     if not files:
         raise DicomWebError(f"{folder}: no .dcm files to push")
-    client = _client(url)
     try:
-        response = client.store_instances([dcmread(path) for path in files])
+        with _client(url) as client:
+            response = client.store_instances([dcmread(path) for path in files])
     except requests.RequestException as err:
         raise DicomWebError(f"{url}: {type(err).__name__}: {err}") from err
     failed = response.get("00081198", {}).get("Value", [])
