@@ -272,6 +272,11 @@ def markdown(results: dict[str, dict[str, Any]], context: dict[str, Any]) -> str
     return "\n".join(lines)
 
 
+def _relative(path: Path) -> str:
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else path.name
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -306,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     recipe = load_recipe(args.config)
     context = {
-        "config": str(args.config),
+        "config": _relative(args.config),  # no machine paths in a committed result
         "dose": recipe.data.validation_dose,
         "protocols": list(PROTOCOLS),
         "series": sorted({c.series for c in cases}),
