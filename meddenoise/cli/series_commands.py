@@ -105,7 +105,7 @@ def denoise(
     IN may also be a NIfTI, MetaImage or NRRD volume; OUT is then a volume file of the same kind.
     """
     from meddenoise.inference import InferenceSettings
-    from meddenoise.pipeline import ReportOptions, denoise_path, report_denoised_series, resolve_model
+    from meddenoise.pipeline import ReportOptions, denoise_path, report_denoised_outputs, resolve_model
     from meddenoise.pipeline.volume import denoise_volume_path, is_volume_path
     from meddenoise.volume import HUConvention
 
@@ -146,25 +146,23 @@ def denoise(
         progress=progress_bar,
         also_save=also_save or (),
     )
-    options = ReportOptions(show_phi=show_phi, dicom_report=dicom_report)
-    card_model = resolve_model(model) if (report or dicom_report) else None  # its card goes in the report
     for outcome in outcomes:
         echo(f"wrote {outcome.output_folder} ({outcome.seconds:.1f} s)")
-        if report or dicom_report:
-            files = report_denoised_series(
-                output_folder=outcome.output_folder,
-                input_path=input_path,
-                source_series_uid=outcome.source_series_uid,
-                reference_path=reference,
-                model=card_model,
-                options=options,
-                progress=progress_bar,
-            )
+        if outcome.report_folder is not None:
+            echo(f"report {outcome.report_folder / 'report.json'}")
+    if report or dicom_report:
+        reports = report_denoised_outputs(
+            outputs=[(o.output_folder, o.source_series_uid) for o in outcomes],
+            input_path=input_path,
+            reference_path=reference,
+            model=resolve_model(model),  # its card goes in the reports
+            options=ReportOptions(show_phi=show_phi, dicom_report=dicom_report),
+            progress=progress_bar,
+        )
+        for files in reports:
             for report_file in (files.json, files.html, files.dicom):
                 if report_file is not None:
                     echo(f"report {report_file}")
-        elif outcome.report_folder is not None:
-            echo(f"report {outcome.report_folder / 'report.json'}")
 
 
 @app.command(rich_help_panel="Series and volumes")

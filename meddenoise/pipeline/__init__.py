@@ -19,7 +19,7 @@ from meddenoise.pipeline.evaluate import (
     evaluate_series,
     pair_by_position,
     report_context,
-    report_denoised_series,
+    report_denoised_outputs,
     write_evaluation_report,
 )
 from meddenoise.pipeline.series import (
@@ -46,7 +46,7 @@ __all__ = [
     "pair_by_position",
     "read_series",
     "report_context",
-    "report_denoised_series",
+    "report_denoised_outputs",
     "resolve_model",
     "simulate_path",
     "write_evaluation_report",

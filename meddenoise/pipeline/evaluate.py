@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from meddenoise.dicom import CTSeries, SeriesInfo
+from meddenoise.dicom import CTSeries, SeriesInfo, find_series
 from meddenoise.errors import SeriesError
 from meddenoise.metrics import SeriesScores, score_volume
 from meddenoise.models import LoadedModel
-from meddenoise.pipeline.load import read_series
+from meddenoise.pipeline.load import load_info, read_series
 from meddenoise.progress import ProgressFactory, no_progress
 from meddenoise.report import ReportFiles, ReportImages, build_report, shown_uid, write_report_files
 from meddenoise.report.dicom_report import write_dicom_report
@@ -276,33 +276,38 @@ def evaluate_paths(
     return files.json, files.csv
 
 
-def report_denoised_series(
+def report_denoised_outputs(
     *,
-    output_folder: Path,
+    outputs: Sequence[tuple[Path, str]],
     input_path: str | Path,
-    source_series_uid: str,
     reference_path: str | Path | None = None,
     model: LoadedModel | None = None,
     options: ReportOptions = ReportOptions(),
     progress: ProgressFactory = no_progress,
-) -> ReportFiles:
-    """The report of ``denoise --report``: written to ``<output_folder>.report/``.
+) -> list[ReportFiles]:
+    """The reports of ``denoise --report``, one per (derived series folder, source SeriesInstanceUID).
 
-    It compares the derived series with its low-dose source (and the reference, when given); the
-    Encapsulated PDF (``dicom_report``) goes to ``<output_folder>-report/``, next to the series.
+    Each compares the derived series with its low-dose source (and the reference, when given) and
+    goes to ``<output_folder>.report/``; the Encapsulated PDF (``dicom_report``) goes to
+    ``<output_folder>-report/``, next to the series. The input tree is scanned, and the reference
+    read, once for all of them.
     """
-    denoised = read_series(output_folder, progress=progress)
-    source = read_series(input_path, series_uid=source_series_uid, progress=progress)
+    sources = {info.series_uid: info for info in find_series(Path(input_path)).series}
     reference = read_series(reference_path, progress=progress) if reference_path is not None else None
-    return write_evaluation_report(
-        denoised=denoised,
-        out_dir=output_folder.with_name(output_folder.name + ".report"),
-        reference=reference,
-        input_series=source,
-        model=model,
-        options=options,
-        dicom_folder=output_folder.with_name(output_folder.name + "-report")
-        if options.dicom_report
-        else None,
-        extra={"output_folder": output_folder.name},
-    )
+    written = []
+    for output_folder, source_series_uid in outputs:
+        written.append(
+            write_evaluation_report(
+                denoised=read_series(output_folder, progress=progress),
+                out_dir=output_folder.with_name(output_folder.name + ".report"),
+                reference=reference,
+                input_series=load_info(sources[source_series_uid], progress),
+                model=model,
+                options=options,
+                dicom_folder=output_folder.with_name(output_folder.name + "-report")
+                if options.dicom_report
+                else None,
+                extra={"output_folder": output_folder.name},
+            )
+        )
+    return written
