@@ -26,3 +26,27 @@ def require_shared(relative: str = "") -> Path:
 def shared_data() -> Path:
     """The root of ../shared/data (see require_shared)."""
     return require_shared()
+
+
+def save_tiny_model(path: Path, *, context_slices: int = 1) -> Path:
+    """An untrained UNetPU(channels=(8, 16)) checkpoint: fast, and checked like any other."""
+    import torch
+
+    from meddenoise.models import ModelCard, network_from_card, save_checkpoint
+
+    torch.manual_seed(0)
+    card = ModelCard(
+        name="tiny",
+        version="0.1",
+        architecture="unet_pu",
+        architecture_kwargs={"channels": [8, 16]},
+        context_slices=context_slices,
+    )
+    save_checkpoint(network=network_from_card(card), card=card, path=path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny 2D checkpoint shared by every test that needs a model but not a good one."""
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")

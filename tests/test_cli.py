@@ -24,14 +24,9 @@ from meddenoise.models.checkpoint import card_path
 from meddenoise.pipeline import read_series
 from tests.conftest import REPO_ROOT, require_shared
 from tests.dicom.synthetic import AXIAL, CORONAL, make_series, truncate
-from tests.test_pipeline import save_tiny_model, write_phantom
+from tests.test_pipeline import write_phantom
 
 WEIGHTS = REPO_ROOT / "meddenoise" / "models" / "weights"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
 
 
 @pytest.fixture(autouse=True)

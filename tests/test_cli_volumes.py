@@ -12,13 +12,8 @@ from meddenoise.cli import main
 from meddenoise.dicom import find_series
 from meddenoise.volume import read_volume, write_volume
 from tests.conftest import require_shared
-from tests.test_pipeline import save_tiny_model, write_phantom
+from tests.test_pipeline import write_phantom
 from tests.volume.synthetic import ct_volume
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
 
 
 def test_denoise_volume_file_keeps_its_grid(tmp_path: Path, tiny_model: Path) -> None:

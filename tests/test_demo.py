@@ -13,7 +13,7 @@ from meddenoise.demo import run_demo
 from meddenoise.errors import OutputError
 from meddenoise.pipeline import read_series
 from meddenoise.report.phi import hash_uid
-from tests.test_pipeline import save_tiny_model
+from tests.conftest import save_tiny_model
 
 
 def test_demo_writes_three_series_and_two_reports(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 from meddenoise.dicom import find_series
 from meddenoise.dicom.create import write_new_series
 from meddenoise.inference import InferenceSettings
-from meddenoise.models import ModelCard, load_model, network_from_card, save_checkpoint
+from meddenoise.models import load_model
 from meddenoise.phantom import torso_phantom
 from meddenoise.pipeline import (
     denoise_path,
@@ -29,23 +29,10 @@ from meddenoise.pipeline import (
     read_series,
     write_series,
 )
+from tests.conftest import save_tiny_model
 from tests.dicom.synthetic import make_series
 
 CPU = InferenceSettings(device="cpu", threads=1)
-
-
-def save_tiny_model(path: Path, *, context_slices: int = 1) -> Path:
-    """An untrained UNetPU(channels=(8, 16)) checkpoint: fast, and checked like any other."""
-    torch.manual_seed(0)
-    card = ModelCard(
-        name="tiny",
-        version="0.1",
-        architecture="unet_pu",
-        architecture_kwargs={"channels": [8, 16]},
-        context_slices=context_slices,
-    )
-    save_checkpoint(network=network_from_card(card), card=card, path=path)
-    return path
 
 
 def write_phantom(folder: Path, *, size: int = 64, slices: int = 3) -> Path:
@@ -53,11 +40,6 @@ def write_phantom(folder: Path, *, size: int = 64, slices: int = 3) -> Path:
     pixel_mm = 384.0 / size
     hu = torso_phantom(size=size, slices=slices, pixel_mm=pixel_mm)
     return write_new_series(hu=hu, pixel_mm=pixel_mm, slice_mm=3.0, folder=folder)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
 
 
 @pytest.fixture(autouse=True)

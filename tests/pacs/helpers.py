@@ -6,22 +6,10 @@ import sys
 from pathlib import Path
 
 import pydicom
-import torch
 
-from meddenoise.models import ModelCard, network_from_card, save_checkpoint
 from tests.dicom.synthetic import make_series
 
 PYTHON = sys.executable
-
-
-def save_tiny_model(path: Path) -> Path:
-    """An untrained UNetPU(channels=(8, 16)), context 1: fast, and checked like any other."""
-    torch.manual_seed(0)
-    card = ModelCard(
-        name="tiny", version="0.1", architecture="unet_pu", architecture_kwargs={"channels": [8, 16]}
-    )
-    save_checkpoint(network=network_from_card(card), card=card, path=path)
-    return path
 
 
 def make_corrupt_series(folder: Path, *, seed: int = 99) -> str:

@@ -17,14 +17,9 @@ from meddenoise.pacs.manifest import MANIFEST_NAME, Manifest
 from meddenoise.pacs.rules import SelectionRules, exclusion_reason
 from meddenoise.pipeline.batch import BatchOptions, BatchSummary, run_batch, shard_of
 from tests.dicom.synthetic import make_series
-from tests.pacs.helpers import PYTHON, make_corrupt_series, save_tiny_model
+from tests.pacs.helpers import PYTHON, make_corrupt_series
 
 CPU = InferenceSettings(device="cpu", threads=1, roi=(64, 64))
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
 
 
 def _tree(root: Path, *, good: int = 2) -> tuple[list[str], str]:

@@ -11,9 +11,8 @@ from meddenoise.cli import main
 from meddenoise.inference import InferenceSettings
 from meddenoise.pacs.dicomweb import DicomWebError, pull
 from meddenoise.pipeline import denoise_path
-from tests.conftest import require_shared
+from tests.conftest import require_shared, save_tiny_model
 from tests.pacs.conftest import Orthanc
-from tests.pacs.helpers import save_tiny_model
 
 pytestmark = pytest.mark.slow
 

@@ -16,16 +16,11 @@ from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[at
 from meddenoise.pacs.manifest import MANIFEST_NAME, Manifest
 from tests.conftest import require_shared
 from tests.pacs.conftest import Orthanc, free_port, wait_for_port
-from tests.pacs.helpers import PYTHON, save_tiny_model
+from tests.pacs.helpers import PYTHON
 
 pytestmark = pytest.mark.slow
 NODE_AET = "MEDDENOISE"
 SERIES = "fixtures/dcmqi-ct-3slice"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
 
 
 @pytest.fixture

@@ -150,18 +150,8 @@ def test_cli_evaluate_writes_the_report(
 
 
 @pytest.mark.slow
-def test_cli_denoise_report_without_reference(phantom: PhantomSet, tmp_path: Path) -> None:
-    import torch
-
-    from meddenoise.models import ModelCard, network_from_card, save_checkpoint
-
-    torch.manual_seed(0)
-    card = ModelCard(
-        name="tiny", version="0.1", architecture="unet_pu", architecture_kwargs={"channels": [8, 16]}
-    )
-    model = tmp_path / "tiny.pt"
-    save_checkpoint(network=network_from_card(card), card=card, path=model)
-    args = ["denoise", str(phantom.low), str(tmp_path / "out"), "--model", str(model), "--device", "cpu"]
+def test_cli_denoise_report_without_reference(phantom: PhantomSet, tmp_path: Path, tiny_model: Path) -> None:
+    args = ["denoise", str(phantom.low), str(tmp_path / "out"), "--model", str(tiny_model), "--device", "cpu"]
     assert main([*args, "--roi", "64", "--threads", "1", "--report", "--dicom-report"]) == 0
     (series,) = [p for p in (tmp_path / "out").iterdir() if p.name.endswith("-denoised")]
     report = series.with_name(series.name + ".report")
