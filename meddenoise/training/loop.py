@@ -12,6 +12,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,16 @@ def network_range(recipe: TrainingRecipe) -> NetworkRange:
     return NetworkRange(lower_hu=m.lower_hu, upper_hu=m.upper_hu, offset_hu=0.0, scale_hu=m.scale_hu)
 
 
-def lr_factor(iteration: int, *, warmup: int, total: int) -> float:
-    """Linear warm-up to 1, then cosine decay to 0.01."""
+def lr_factor(iteration: int, *, warmup: int, total: int, time_fraction: float = 0.0) -> float:
+    """Linear warm-up to 1, then cosine decay to 0.01.
+
+    The decay follows whichever runs out first, iterations or the time limit (``time_fraction`` is
+    the share of ``train.time_limit_minutes`` used), so a network too slow to reach
+    ``train.iterations`` within the budget still anneals instead of stopping at its peak rate.
+    """
     if iteration < warmup:
         return (iteration + 1) / warmup
-    progress = (iteration - warmup) / max(total - warmup, 1)
+    progress = max((iteration - warmup) / max(total - warmup, 1), time_fraction)
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
@@ -307,7 +313,7 @@ class _Trainer:
     parameters: list[torch.nn.Parameter]
 
 
-def _trainer(run: _Run) -> _Trainer:
+def _trainer(run: _Run, time_fraction: Callable[[], float]) -> _Trainer:
     t = run.recipe.train
     parameters = [p for p in run.network.parameters() if p.requires_grad]
     optimiser: torch.optim.Optimizer
@@ -316,7 +322,8 @@ def _trainer(run: _Run) -> _Trainer:
     else:
         optimiser = torch.optim.AdamW(parameters, lr=t.learning_rate, weight_decay=t.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda i: lr_factor(i, warmup=t.warmup_iterations, total=t.iterations)
+        optimiser,
+        lambda i: lr_factor(i, warmup=t.warmup_iterations, total=t.iterations, time_fraction=time_fraction()),
     )
     use_amp = t.amp and run.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
@@ -383,14 +390,20 @@ def _snapshot(run: _Run, trainer: _Trainer, **fields: Any) -> TrainingState:
 
 def _optimise(run: _Run, state: TrainingState | None, progress: ProgressFactory) -> _Best:
     t = run.recipe.train
-    trainer = _trainer(run)
+    previous_seconds = state.seconds if state is not None else 0.0
+    clock_start = time.perf_counter()
+
+    def time_fraction() -> float:
+        return (previous_seconds + time.perf_counter() - clock_start) / (t.time_limit_minutes * 60)
+
+    trainer = _trainer(run, time_fraction)
     best = _restore(run, trainer, state) if state is not None else _Best(-1, {}, {})
     start = state.iteration if state is not None else 0
     bad = state.bad_validations if state is not None else 0
-    previous_seconds = state.seconds if state is not None else 0.0
     model = LoadedModel(network=run.network, card=_bare_card(run.recipe))
     settings = InferenceSettings(device=str(run.device), amp=False)
-    deadline = time.monotonic() + t.time_limit_minutes * 60
+    # The time limit is the whole run's budget, so a resumed run only gets what is left of it.
+    deadline = time.monotonic() + t.time_limit_minutes * 60 - previous_seconds
     stopped = t.early_stopping_patience > 0 and bad >= t.early_stopping_patience
     running, count, started = 0.0, 0, time.perf_counter()
     with (

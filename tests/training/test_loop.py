@@ -56,6 +56,15 @@ def test_learning_rate_warms_up_then_decays_by_cosine() -> None:
     assert lr_factor(100, warmup=4, total=100) == pytest.approx(0.01)
 
 
+def test_learning_rate_anneals_by_the_time_limit_when_that_runs_out_first() -> None:
+    # A slow network at iteration 10 of 10000 with half its time used is half-way down the cosine.
+    assert lr_factor(10, warmup=4, total=10_000, time_fraction=0.5) == pytest.approx(0.505)
+    assert lr_factor(10, warmup=4, total=10_000, time_fraction=1.5) == pytest.approx(0.01)
+    # Iterations still rule when they run out first; warm-up ignores the clock.
+    assert lr_factor(52, warmup=4, total=100, time_fraction=0.1) == pytest.approx(0.505)
+    assert lr_factor(0, warmup=4, total=100, time_fraction=0.9) == 0.25
+
+
 def test_same_seed_same_losses_and_logs_as_csv_and_json_lines(tmp_path: Path, aapm: Path) -> None:
     train = {"iterations": 2, "validate_every": 1, "optimizer": "adam", "loss": "l1+ssim"}
     first = _train(tmp_path, aapm, "a", train=train)
