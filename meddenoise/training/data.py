@@ -26,6 +26,7 @@ from meddenoise.training.sources import (
 TRAIN_RUN_LENGTH = 8
 VALIDATION_I0 = 1.5e5  # EVALUATION.md's typical full-dose photons per ray
 VALIDATION_FILTER: FilterName = "hann"
+REALISATION_SEED_STEP = 100_000  # far above any series index * 10 + start, so seeds never collide
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,9 @@ def _train_requests(recipe: TrainingRecipe, folders: tuple[Path, ...]) -> list[R
     return requests
 
 
-def _validation_requests(recipe: TrainingRecipe, folders: tuple[Path, ...]) -> list[RunRequest]:
+def _validation_requests(
+    recipe: TrainingRecipe, folders: tuple[Path, ...], *, realisation: int = 0
+) -> list[RunRequest]:
     d = recipe.data
     settings = SimulationSettings(
         dose_fraction=d.validation_dose, i0=VALIDATION_I0, sigma_e2=d.sigma_e2, filter=VALIDATION_FILTER
@@ -72,7 +75,11 @@ def _validation_requests(recipe: TrainingRecipe, folders: tuple[Path, ...]) -> l
         for start in run_starts(n_slices=len(info.slices), runs=2, length=length):
             requests.append(
                 RunRequest(
-                    info=info, start=start, length=length, settings=settings, seed=1000 + index * 10 + start
+                    info=info,
+                    start=start,
+                    length=length,
+                    settings=settings,
+                    seed=1000 + index * 10 + start + REALISATION_SEED_STEP * realisation,
                 )
             )
     return requests
@@ -185,15 +192,25 @@ def prepare_validation(
     *,
     progress: ProgressFactory = no_progress,
     real: list[PairedSeries] | None = None,
+    realisation: int = 0,
 ) -> ValidationData:
-    """The validation runs alone (what ``benchmarks/quality.py`` scores), same protocol as training."""
-    if real is None:
+    """The validation runs alone (what ``benchmarks/quality.py`` scores), same protocol as training.
+
+    ``realisation`` > 0 gives the same runs with independent noise (other seeds), for measuring the
+    noise texture of a denoiser from two realisations; real low-dose pairs have only one, so they
+    are left out then.
+    """
+    if realisation:
+        real = []
+    elif real is None:
         real = _real_pairs(recipe)[1]
     sets = load_sets(
         shared_root=Path(recipe.data.shared_root), names=recipe.data.validation_sets, role="validation"
     )
     # One call over all folders: the seeds (and so the cache keys) depend on the series order.
-    requests = _validation_requests(recipe, tuple(f for s in sets for f in s.folders))
+    requests = _validation_requests(
+        recipe, tuple(f for s in sets for f in s.folders), realisation=realisation
+    )
     names = {r.info.series_uid: _set_of(r.info.slices[0].path, sets) for r in requests}
     runs = build_runs(
         requests,
