@@ -3,8 +3,9 @@
 The validation pairs are the training code's own (``prepare_validation`` of a recipe: the same
 series, slices, seeds and pair cache), so the numbers follow the model cards' protocol. Every
 classical method has its parameter tuned on these validation slices (grid search, best mean
-abdomen PSNR); nothing is guessed. Scores are per-slice PSNR/SSIM under the ``abdomen`` and
-``full`` protocols, averaged per series, then over series. Physics: the mean HU bias against full
+abdomen PSNR); nothing is guessed. Scores are per-slice PSNR/SSIM under the ``abdomen``,
+``chest-ldct`` (lung window C-600/W1500 in [0, 1]) and ``full`` protocols, averaged per series, then
+over series. Physics: the mean HU bias against full
 dose in uniform ROIs, and the shift of the radial NPS peak from the full-dose image's, measured in
 the same ROIs (25 mm, plane-detrended).
 
@@ -33,8 +34,9 @@ import numpy as np
 import numpy.typing as npt
 
 REPO = Path(__file__).resolve().parents[1]
-PROTOCOLS = ("abdomen", "full")
+PROTOCOLS = ("abdomen", "chest-ldct", "full")  # abdomen and lung (LDCT-Bench chest) windows
 ROI_MM = 25.0
+NPS_ROI_MM = 40.0
 Volume = npt.NDArray[np.float32]
 Filter = Callable[[Volume, float], Volume]
 
@@ -50,6 +52,7 @@ class Case:
     pixel_mm: float
     series: str
     keep: slice  # the scored slices; models see the whole run for their 2.5D context
+    low2: Volume | None = None  # an independent realisation of ``low``, for the noise texture
 
 
 def _gaussian(hu: Volume, sigma: float) -> Volume:
@@ -85,7 +88,7 @@ CLASSICAL: dict[str, tuple[Filter, str, tuple[float, ...]]] = {
     "gaussian": (_gaussian, "sigma_px", (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)),
     "median": (_median, "size_px", (3.0, 5.0, 7.0)),
     "nlm": (_nlm, "h_hu", (10.0, 20.0, 30.0, 45.0, 60.0)),
-    "bm3d": (_bm3d, "sigma_psd_hu", (10.0, 20.0, 30.0, 45.0, 60.0)),
+    "bm3d": (_bm3d, "sigma_psd_hu", (20.0, 30.0, 45.0, 60.0, 80.0, 100.0, 130.0)),
 }
 
 
@@ -98,8 +101,10 @@ def load_cases(config: Path, *, cache_dir: str | None, slices: int | None) -> li
     if cache_dir:
         recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, cache_dir=cache_dir))
     validation = prepare_validation(recipe)
+    # The same simulated runs, in the same order, with independent noise; real pairs have no twin.
+    twins = [run.low_hu.astype(np.float32) for run in prepare_validation(recipe, realisation=1).runs]
     cases = []
-    for run in validation.runs:
+    for index, run in enumerate(validation.runs):
         n = run.full_hu.shape[0]
         k = n if slices is None else min(slices, n)
         start = (n - k) // 2
@@ -110,6 +115,7 @@ def load_cases(config: Path, *, cache_dir: str | None, slices: int | None) -> li
                 pixel_mm=float(run.pixel_mm[0]),
                 series=validation.series_names.get(run.series_uid, run.series_uid),
                 keep=slice(start, start + k),
+                low2=twins[index] if index < len(twins) else None,
             )
         )
     return cases
@@ -126,38 +132,67 @@ def _scores(output: Volume, case: Case) -> dict[str, list[float]]:
     return out
 
 
-def _physics(output: Volume, case: Case) -> dict[str, float]:
-    from meddenoise.metrics import find_uniform_rois, hu_bias, nps_2d, radial_nps, stack_rois
+def _texture(noise: Volume, fbp_noise: Volume, case: Case) -> dict[str, float]:
+    """NPS peak and mean frequency of a method's noise against FBP's (both from realisation pairs)."""
+    from meddenoise.metrics import find_uniform_rois, nps_2d, radial_nps, stack_rois
 
-    full = case.full[case.keep]
-    rois = find_uniform_rois(hu=full, pixel_mm=case.pixel_mm, roi_mm=ROI_MM, n_rois=4, hu_range=(-150, 200))
+    rois = find_uniform_rois(
+        hu=case.full[case.keep], pixel_mm=case.pixel_mm, roi_mm=NPS_ROI_MM, n_rois=3, hu_range=(-300, 400)
+    )
     if not rois:
         return {}
-    bias = hu_bias(test=output, reference=full, rois=rois)
-    peaks = [
+    out, fbp = (
         radial_nps(
-            nps_2d(rois_stack=stack_rois(hu=image, rois=rois), pixel_mm=case.pixel_mm)
-        ).peak_frequency_mm
-        for image in (output, full)
-    ]
+            nps_2d(rois_stack=stack_rois(hu=image, rois=rois), pixel_mm=case.pixel_mm, variance_scale=0.5)
+        )
+        for image in (noise, fbp_noise)
+    )
     return {
-        "hu_bias": bias.mean_bias_hu,
-        "hu_bias_worst": bias.max_abs_bias_hu,
-        "nps_peak_mm": peaks[0],
-        "nps_peak_full_mm": peaks[1],
-        "nps_peak_shift_percent": 100.0 * (peaks[0] - peaks[1]) / peaks[1],
-        "n_rois": float(len(rois)),
+        "nps_peak_mm": out.peak_frequency_mm,
+        "nps_peak_fbp_mm": fbp.peak_frequency_mm,
+        "nps_peak_shift_percent": 100.0 * (out.peak_frequency_mm / fbp.peak_frequency_mm - 1.0),
+        "nps_mean_mm": out.mean_frequency_mm,
+        "nps_mean_shift_percent": 100.0 * (out.mean_frequency_mm / fbp.mean_frequency_mm - 1.0),
+        "nps_rois": float(len(rois)),
     }
 
 
-def summarise(outputs: Sequence[Volume], cases: Sequence[Case], seconds: float) -> dict[str, Any]:
-    """Per-series means and their mean (the table's numbers), plus the physics."""
+def _physics(output: Volume, case: Case, output2: Volume | None = None) -> dict[str, float]:
+    from meddenoise.metrics import find_uniform_rois, hu_bias
+
+    full = case.full[case.keep]
+    rois = find_uniform_rois(hu=full, pixel_mm=case.pixel_mm, roi_mm=ROI_MM, n_rois=4, hu_range=(-150, 200))
+    found = {}
+    if rois:
+        bias = hu_bias(test=output, reference=full, rois=rois)
+        found = {
+            "hu_bias": bias.mean_bias_hu,
+            "hu_bias_worst": bias.max_abs_bias_hu,
+            "n_rois": float(len(rois)),
+        }
+    if output2 is not None and case.low2 is not None:
+        fbp_noise = case.low[case.keep] - case.low2[case.keep]
+        found |= _texture(output - output2, fbp_noise, case)
+    return found
+
+
+def summarise(
+    outputs: Sequence[Volume],
+    cases: Sequence[Case],
+    seconds: float,
+    twins: Sequence[Volume | None] | None = None,
+) -> dict[str, Any]:
+    """Per-series means and their mean (the table's numbers), plus the physics.
+
+    ``twins`` are the method's outputs on each case's second realisation (for the noise texture).
+    """
     per_series: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     physics: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for output, case in zip(outputs, cases, strict=True):
+    for index, (output, case) in enumerate(zip(outputs, cases, strict=True)):
         for key, values in _scores(output, case).items():
             per_series[case.series][key].extend(v for v in values if math.isfinite(v))
-        for key, value in _physics(output, case).items():
+        twin = twins[index] if twins is not None else None
+        for key, value in _physics(output, case, twin).items():
             physics[case.series][key].append(value)
     series_means = {
         name: {key: float(np.mean(v)) for key, v in keys.items()}
@@ -178,6 +213,11 @@ def _apply(method: Filter, parameter: float, cases: Sequence[Case]) -> tuple[lis
     started = time.perf_counter()
     outputs = [method(case.low[case.keep], parameter) for case in cases]
     return outputs, time.perf_counter() - started
+
+
+def _apply_twins(method: Filter, parameter: float, cases: Sequence[Case]) -> list[Volume | None]:
+    """The method on each case's second realisation (not timed; only the texture uses it)."""
+    return [None if c.low2 is None else method(c.low2[c.keep], parameter) for c in cases]
 
 
 def tuning_cases(cases: Sequence[Case], per_series: int | None) -> list[Case]:
@@ -206,7 +246,7 @@ def tune(
         logger.info("%s %s=%g: abdomen PSNR %.3f dB", name, label, parameter, tried[parameter])
     best = max(tried, key=lambda p: tried[p])
     outputs, seconds = _apply(method, best, cases)
-    result = summarise(outputs, cases, seconds)
+    result = summarise(outputs, cases, seconds, _apply_twins(method, best, cases))
     edge = best in (min(grid), max(grid))
     return {
         "parameter": {label: best},
@@ -236,7 +276,12 @@ def run_model(name_or_path: str, cases: Sequence[Case]) -> dict[str, Any]:
     settings = InferenceSettings(device="cpu")
     started = time.perf_counter()
     outputs = [denoise_volume(case.low, model=model, settings=settings)[case.keep] for case in cases]
-    result = summarise(outputs, cases, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    twins = [
+        None if c.low2 is None else denoise_volume(c.low2, model=model, settings=settings)[c.keep]
+        for c in cases
+    ]
+    result = summarise(outputs, cases, seconds, twins)
     card = model.card
     return {"parameter": {"model": f"{card.name} {card.version} ({card.architecture})"}, **result}
 
@@ -252,7 +297,8 @@ def _row(name: str, result: dict[str, Any]) -> str:
     params = ", ".join(f"{k}={v}" for k, v in result["parameter"].items())
     return (
         f"| {name} | {params} | {fmt('abdomen_psnr_db', 2)} | {fmt('abdomen_ssim', 4)} | "
-        f"{fmt('full_psnr_db', 2)} | {fmt('full_ssim', 4)} | {fmt('hu_bias', 2, True)} | "
+        f"{fmt('chest-ldct_psnr_db', 2)} | {fmt('chest-ldct_ssim', 4)} | "
+        f"{fmt('full_psnr_db', 2)} | {fmt('hu_bias', 2, True)} | "
         f"{fmt('nps_peak_shift_percent', 1, True)} | {result['seconds_per_slice']:.2f} |"
     )
 
@@ -262,11 +308,12 @@ def markdown(results: dict[str, dict[str, Any]], context: dict[str, Any]) -> str
     lines = [
         f"Validation sets at simulated {context['dose']:.0%} dose, {context['n_slices']} slices of "
         f"{context['n_series']} series ({', '.join(context['series'])}); per-slice scores averaged per "
-        "series, then over series. HU bias and NPS peak shift vs full dose in uniform 25 mm ROIs.",
+        "series, then over series. HU bias vs full dose in uniform 25 mm ROIs; NPS peak shift of "
+        "each method's noise (from two independent realisations, 40 mm ROIs) against FBP's texture.",
         "",
-        "| method | parameter (tuned on validation) | abdomen PSNR dB | abdomen SSIM | full PSNR dB | "
-        "full SSIM | HU bias | NPS peak shift % | s/slice |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | parameter (tuned on validation) | abdomen PSNR dB | abdomen SSIM | lung PSNR dB | "
+        "lung SSIM | full PSNR dB | HU bias | NPS peak shift % | s/slice |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row(name, result) for name, result in results.items()]
     return "\n".join(lines)
@@ -298,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     no_op: Filter = lambda hu, _: hu  # noqa: E731
     outputs, seconds = _apply(no_op, 0.0, cases)
-    results["low-dose input"] = {"parameter": {}, **summarise(outputs, cases, seconds)}
+    twins = _apply_twins(no_op, 0.0, cases)
+    results["low-dose input"] = {"parameter": {}, **summarise(outputs, cases, seconds, twins)}
     grids = _grids(args.grid)
     for name in CLASSICAL:
         if name not in args.skip:
@@ -320,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "slices_per_run": args.slices,
         "aggregation": "per-slice scores -> mean per series -> mean over series",
         "roi_mm": ROI_MM,
+        "nps_roi_mm": NPS_ROI_MM,
+        "nps_protocol": "NPS of a method's noise = 0.5 x NPS(output(realisation 1) - output(realisation 2)); "
+        "shift against the NPS of the input's (FBP) noise, measured the same way",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"context": context, "results": results}, indent=2) + "\n")
