@@ -21,12 +21,14 @@ from monai.inferers import SlidingWindowInferer
 
 from meddenoise.errors import DeviceError
 from meddenoise.models import LoadedModel
+from meddenoise.windowing import NetworkRange
 
-__all__ = ["InferenceSettings", "denoise_volume", "resolve_device"]
+__all__ = ["InferenceSettings", "denoise_volume", "keeps_input", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+BELOW_RANGE_MARGIN_HU = 500.0  # air noise below the range edge stays within ~5 SD of this at 10 % dose
 
 
 @dataclass(frozen=True)
@@ -123,20 +125,22 @@ def denoise_volume(
 ) -> npt.NDArray[np.float32]:
     """Denoise a (slices, rows, cols) HU volume; return float32 HU of the same shape.
 
-    Pixels whose input HU lie outside the card's network range keep their input HU, and
-    ``settings.strength`` blends input and output (0 returns the input exactly, without running
-    the network). ``progress`` is called with the number of slices finished after each chunk.
+        Pixels above the card's network range (metal) or far below it (out-of-field padding, see
+        :data:`BELOW_RANGE_MARGIN_HU`) keep their input HU; noisy air just below the range is
+        denoised like the rest. ``settings.strength``
+    blends input and output (0 returns the input exactly, without running
+        the network). ``progress`` is called with the number of slices finished after each chunk.
 
-    Examples
-    --------
-    >>> from torch import nn
-    >>> from meddenoise.models import ModelCard
-    >>> card = ModelCard(name="id", version="1", architecture="none")
-    >>> model = LoadedModel(network=nn.Identity(), card=card)
-    >>> volume = np.full((2, 40, 50), 40.0, dtype=np.float32)
-    >>> out = denoise_volume(volume, model=model, settings=InferenceSettings(roi=(32, 32), device="cpu"))
-    >>> out.shape, bool(np.allclose(out, volume))
-    ((2, 40, 50), True)
+        Examples
+        --------
+        >>> from torch import nn
+        >>> from meddenoise.models import ModelCard
+        >>> card = ModelCard(name="id", version="1", architecture="none")
+        >>> model = LoadedModel(network=nn.Identity(), card=card)
+        >>> volume = np.full((2, 40, 50), 40.0, dtype=np.float32)
+        >>> out = denoise_volume(volume, model=model, settings=InferenceSettings(roi=(32, 32), device="cpu"))
+        >>> out.shape, bool(np.allclose(out, volume))
+        ((2, 40, 50), True)
     """
     volume = _checked_volume(hu)
     if settings.strength == 0.0:
@@ -156,6 +160,16 @@ def denoise_volume(
             if progress is not None:
                 progress(stop - start)
     return out
+
+
+def keeps_input(hu: npt.NDArray[np.float32], network_range: NetworkRange) -> npt.NDArray[np.bool_]:
+    """Where the output keeps the input HU: above the network range, or far below it.
+
+    Air sits at about -1000 HU, so at low dose a third of its pixels fall below a -1024 HU range
+    edge by noise alone; keeping those would leave the air speckled. Only values more than
+    :data:`BELOW_RANGE_MARGIN_HU` below the edge (padding such as -2048 or -3024) are not tissue.
+    """
+    return (hu < network_range.lower_hu - BELOW_RANGE_MARGIN_HU) | (hu > network_range.upper_hu)
 
 
 def _checked_volume(hu: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
@@ -207,7 +221,7 @@ def _denoise_chunk(
         )
     net_hu = model.card.network_range.to_hu(result[:, 0].float().cpu().numpy())
     source = volume[start:stop]
-    denoised = np.where(model.card.network_range.inside(source), net_hu, source)
+    denoised = np.where(keeps_input(source, model.card.network_range), source, net_hu)
     if settings.strength != 1.0:
         denoised = source + np.float32(settings.strength) * (denoised - source)
     return denoised.astype(np.float32, copy=False)

@@ -49,10 +49,6 @@ class NetworkRange:
         """Network units → HU (the exact inverse of ``to_unit`` inside the range)."""
         return (np.asarray(unit, dtype=np.float32) * self.scale_hu + self.offset_hu).astype(np.float32)
 
-    def inside(self, hu: FloatArray) -> npt.NDArray[np.bool_]:
-        """True where ``hu`` lies inside the range, so the network saw it unclipped."""
-        return (hu >= self.lower_hu) & (hu <= self.upper_hu)
-
 
 @dataclass(frozen=True)
 class DisplayWindow:

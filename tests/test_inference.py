@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from meddenoise.errors import DeviceError
-from meddenoise.inference import InferenceSettings, denoise_volume, resolve_device
+from meddenoise.inference import InferenceSettings, denoise_volume, keeps_input, resolve_device
 from meddenoise.models import LoadedModel, ModelCard
 from meddenoise.models.unet_pu import UNetPU
 from meddenoise.windowing import NetworkRange
@@ -161,15 +161,19 @@ def test_strength_half_gives_the_midpoint() -> None:
     np.testing.assert_allclose(out, 1.5 * volume, rtol=1e-6, atol=1e-3)
 
 
-def test_out_of_range_hu_keep_their_input_value() -> None:
+def test_padding_and_metal_keep_their_input_value_but_noisy_air_is_denoised() -> None:
     volume = _volume(slices=2, rows=30, cols=40)
-    volume[0, :5, :5] = -2000.0  # padding-like value below the network range
+    volume[0, :5, :5] = -2000.0  # padding-like value far below the network range
     volume[1, -3:, -3:] = 4000.0  # metal above it
+    volume[1, :4, :4] = -1100.0  # air pushed just below the range by noise
     out = denoise_volume(volume, model=_model(Scale(2.0)), settings=_settings())
-    outside = ~RANGE.inside(volume)
+    outside = keeps_input(volume, RANGE)
     assert outside.sum() == 34
+    # The network saw the air clipped to -1024 HU; its (doubled) answer is used, not the input.
+    np.testing.assert_allclose(out[1, :4, :4], 2.0 * RANGE.lower_hu, rtol=1e-6)
     np.testing.assert_array_equal(out[outside], volume[outside])
-    np.testing.assert_allclose(out[~outside], 2.0 * volume[~outside], rtol=1e-6, atol=1e-3)
+    seen = np.clip(volume, RANGE.lower_hu, RANGE.upper_hu)
+    np.testing.assert_allclose(out[~outside], 2.0 * seen[~outside], rtol=1e-6, atol=1e-3)
 
 
 def test_threads_are_honoured_and_restored() -> None:
