@@ -21,14 +21,12 @@ from monai.inferers import SlidingWindowInferer
 
 from meddenoise.errors import DeviceError
 from meddenoise.models import LoadedModel
-from meddenoise.windowing import NetworkRange
 
-__all__ = ["InferenceSettings", "denoise_volume", "keeps_input", "resolve_device"]
+__all__ = ["InferenceSettings", "denoise_volume", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-BELOW_RANGE_MARGIN_HU = 500.0  # air noise below the range edge stays within ~5 SD of this at 10 % dose
 
 
 @dataclass(frozen=True)
@@ -162,16 +160,6 @@ def denoise_volume(
     return out
 
 
-def keeps_input(hu: npt.NDArray[np.float32], network_range: NetworkRange) -> npt.NDArray[np.bool_]:
-    """Where the output keeps the input HU: above the network range, or far below it.
-
-    Air sits at about -1000 HU, so at low dose a third of its pixels fall below a -1024 HU range
-    edge by noise alone; keeping those would leave the air speckled. Only values more than
-    :data:`BELOW_RANGE_MARGIN_HU` below the edge (padding such as -2048 or -3024) are not tissue.
-    """
-    return (hu < network_range.lower_hu - BELOW_RANGE_MARGIN_HU) | (hu > network_range.upper_hu)
-
-
 def _checked_volume(hu: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     volume = np.asarray(hu)
     if volume.ndim != 3 or 0 in volume.shape:
@@ -221,7 +209,7 @@ def _denoise_chunk(
         )
     net_hu = model.card.network_range.to_hu(result[:, 0].float().cpu().numpy())
     source = volume[start:stop]
-    denoised = np.where(keeps_input(source, model.card.network_range), source, net_hu)
+    denoised = np.where(model.card.network_range.passes_through(source), source, net_hu)
     if settings.strength != 1.0:
         denoised = source + np.float32(settings.strength) * (denoised - source)
     return denoised.astype(np.float32, copy=False)

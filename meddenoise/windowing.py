@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.floating]
+BELOW_RANGE_MARGIN_HU = 500.0  # air noise below the range edge stays well inside this even at 10 % dose
 
 WindowName = Literal["abdomen", "lung", "bone", "brain", "full", "chest-ldct", "abdomen-ldct", "head-ldct"]
 
@@ -48,6 +49,15 @@ class NetworkRange:
     def to_hu(self, unit: FloatArray) -> npt.NDArray[np.float32]:
         """Network units → HU (the exact inverse of ``to_unit`` inside the range)."""
         return (np.asarray(unit, dtype=np.float32) * self.scale_hu + self.offset_hu).astype(np.float32)
+
+    def passes_through(self, hu: FloatArray) -> npt.NDArray[np.bool_]:
+        """Where a denoiser keeps the input HU: above the range (metal), or far below it (padding).
+
+        Air sits at about -1000 HU, so at low dose a third of its pixels fall below a -1024 HU
+        lower edge by noise alone; they are air, not padding, and are denoised. Only values more
+        than :data:`BELOW_RANGE_MARGIN_HU` below the edge (-2048, -3024 padding) are kept.
+        """
+        return (hu < self.lower_hu - BELOW_RANGE_MARGIN_HU) | (hu > self.upper_hu)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from meddenoise.errors import DeviceError
-from meddenoise.inference import InferenceSettings, denoise_volume, keeps_input, resolve_device
+from meddenoise.inference import InferenceSettings, denoise_volume, resolve_device
 from meddenoise.models import LoadedModel, ModelCard
 from meddenoise.models.unet_pu import UNetPU
 from meddenoise.windowing import NetworkRange
@@ -167,7 +167,7 @@ def test_padding_and_metal_keep_their_input_value_but_noisy_air_is_denoised() ->
     volume[1, -3:, -3:] = 4000.0  # metal above it
     volume[1, :4, :4] = -1100.0  # air pushed just below the range by noise
     out = denoise_volume(volume, model=_model(Scale(2.0)), settings=_settings())
-    outside = keeps_input(volume, RANGE)
+    outside = RANGE.passes_through(volume)
     assert outside.sum() == 34
     # The network saw the air clipped to -1024 HU; its (doubled) answer is used, not the input.
     np.testing.assert_allclose(out[1, :4, :4], 2.0 * RANGE.lower_hu, rtol=1e-6)

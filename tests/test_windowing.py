@@ -25,6 +25,12 @@ def test_network_range_clips_outside_and_uses_offset() -> None:
     np.testing.assert_allclose(r.to_hu(r.to_unit(hu)), [-1000.0, -1000.0, 0.0, 1000.0, 1000.0])
 
 
+def test_only_metal_and_padding_pass_through_not_air_just_below_the_range() -> None:
+    r = NetworkRange(lower_hu=-1024.0, upper_hu=3071.0, offset_hu=0.0, scale_hu=1000.0)
+    hu = np.array([-3024.0, -2048.0, -1600.0, -1400.0, -1100.0, 0.0, 3071.0, 3072.0])
+    np.testing.assert_array_equal(r.passes_through(hu), [True, True, True, False, False, False, False, True])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meddenoise import __version__
-from meddenoise.windowing import NetworkRange
+from meddenoise.windowing import BELOW_RANGE_MARGIN_HU, NetworkRange
 
 __all__ = ["MetricRecord", "ModelCard", "TrainingData", "card_markdown"]
 
@@ -183,7 +183,8 @@ def card_markdown(card: ModelCard) -> str:
         f"- `{card.architecture}` with arguments `{json.dumps(card.architecture_kwargs, sort_keys=True)}`",
         f"- input: {dims}",
         f"- input range and normalisation: HU clipped to [{r.lower_hu:g}, {r.upper_hu:g}], "
-        f"unit = (HU - {r.offset_hu:g}) / {r.scale_hu:g}; HU outside the range pass through unchanged",
+        f"unit = (HU - {r.offset_hu:g}) / {r.scale_hu:g}; HU above the range, or more than "
+        f"{BELOW_RANGE_MARGIN_HU:g} below it (padding), pass through unchanged",
         "",
         "## Training data (and licences)",
         *[f"- {t.collection} ({t.role}): {t.licence}. {t.citation}" for t in card.training_data],
