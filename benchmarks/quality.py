@@ -267,13 +267,13 @@ def _grids(specs: Sequence[str]) -> dict[str, tuple[float, ...]]:
     return grids
 
 
-def run_model(name_or_path: str, cases: Sequence[Case]) -> dict[str, Any]:
+def run_model(name_or_path: str, cases: Sequence[Case], *, strength: float = 1.0) -> dict[str, Any]:
     """A checkpoint through the product's inference on whole runs; scored on the kept slices."""
     from meddenoise.inference import InferenceSettings, denoise_volume
     from meddenoise.models import load_model
 
     model = load_model(name_or_path)
-    settings = InferenceSettings(device="cpu")
+    settings = InferenceSettings(device="cpu", strength=strength)
     started = time.perf_counter()
     outputs = [denoise_volume(case.low, model=model, settings=settings)[case.keep] for case in cases]
     seconds = time.perf_counter() - started
@@ -283,7 +283,11 @@ def run_model(name_or_path: str, cases: Sequence[Case]) -> dict[str, Any]:
     ]
     result = summarise(outputs, cases, seconds, twins)
     card = model.card
-    return {"parameter": {"model": f"{card.name} {card.version} ({card.architecture})"}, **result}
+    return {
+        "name": card.name,
+        "parameter": {"model": f"{card.name} {card.version} ({card.architecture})"},
+        **result,
+    }
 
 
 def _row(name: str, result: dict[str, Any]) -> str:
@@ -332,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-dir", help="pair cache (default: the recipe's data.cache_dir)")
     parser.add_argument("--slices", type=int, help="score only this many central slices of each run")
     parser.add_argument("--model", action="append", default=[], help="checkpoint name or path (repeatable)")
+    parser.add_argument(
+        "--strength", type=float, default=1.0, help="blend the models' output with the input (1 = none)"
+    )
     parser.add_argument("--skip", action="append", default=[], choices=sorted(CLASSICAL))
     parser.add_argument("--tune-slices", type=int, help="tune on this many slices per series (default all)")
     parser.add_argument(
@@ -354,7 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             tuning = tuning_cases(cases, per_series)
             results[name] = tune(name, cases, tuning=tuning, grid=grids[name])
     for model in args.model:
-        results[Path(model).stem if model.endswith(".pt") else model] = run_model(model, cases)
+        result = run_model(
+            model, cases, strength=args.strength
+        )  # keyed by the card's name: every run's file is model.pt
+        results[result.pop("name")] = result
     from meddenoise.training import load_recipe
 
     recipe = load_recipe(args.config)
