@@ -123,22 +123,22 @@ def denoise_volume(
 ) -> npt.NDArray[np.float32]:
     """Denoise a (slices, rows, cols) HU volume; return float32 HU of the same shape.
 
-        Pixels above the card's network range (metal) or far below it (out-of-field padding, see
-        :data:`BELOW_RANGE_MARGIN_HU`) keep their input HU; noisy air just below the range is
-        denoised like the rest. ``settings.strength``
-    blends input and output (0 returns the input exactly, without running
-        the network). ``progress`` is called with the number of slices finished after each chunk.
+    Pixels above the card's network range (metal) or far below it (out-of-field padding; see
+    :meth:`NetworkRange.passes_through`) keep their input HU; noisy air just below the range is
+    denoised like the rest. ``settings.strength`` blends input and output (0 returns the input
+    exactly, without running the network). ``progress`` is called with the number of slices
+    finished after each chunk.
 
-        Examples
-        --------
-        >>> from torch import nn
-        >>> from meddenoise.models import ModelCard
-        >>> card = ModelCard(name="id", version="1", architecture="none")
-        >>> model = LoadedModel(network=nn.Identity(), card=card)
-        >>> volume = np.full((2, 40, 50), 40.0, dtype=np.float32)
-        >>> out = denoise_volume(volume, model=model, settings=InferenceSettings(roi=(32, 32), device="cpu"))
-        >>> out.shape, bool(np.allclose(out, volume))
-        ((2, 40, 50), True)
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from meddenoise.models import ModelCard
+    >>> card = ModelCard(name="id", version="1", architecture="none")
+    >>> model = LoadedModel(network=nn.Identity(), card=card)
+    >>> volume = np.full((2, 40, 50), 40.0, dtype=np.float32)
+    >>> out = denoise_volume(volume, model=model, settings=InferenceSettings(roi=(32, 32), device="cpu"))
+    >>> out.shape, bool(np.allclose(out, volume))
+    ((2, 40, 50), True)
     """
     volume = _checked_volume(hu)
     if settings.strength == 0.0:
