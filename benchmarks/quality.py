@@ -283,11 +283,10 @@ def run_model(name_or_path: str, cases: Sequence[Case], *, strength: float = 1.0
     ]
     result = summarise(outputs, cases, seconds, twins)
     card = model.card
-    return {
-        "name": card.name,
-        "parameter": {"model": f"{card.name} {card.version} ({card.architecture})"},
-        **result,
-    }
+    parameter = {"model": f"{card.name} {card.version} ({card.architecture})"}
+    if strength != 1.0:
+        parameter["strength"] = f"{strength:g}"
+    return {"name": card.name, "parameter": parameter, **result}
 
 
 def _row(name: str, result: dict[str, Any]) -> str:
@@ -361,9 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tuning = tuning_cases(cases, per_series)
             results[name] = tune(name, cases, tuning=tuning, grid=grids[name])
     for model in args.model:
-        result = run_model(
-            model, cases, strength=args.strength
-        )  # keyed by the card's name: every run's file is model.pt
+        # Keyed by the card's name: every training run's file is model.pt.
+        result = run_model(model, cases, strength=args.strength)
         results[result.pop("name")] = result
     from meddenoise.training import load_recipe
 
