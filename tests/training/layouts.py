@@ -7,6 +7,7 @@ The full-dose slices are the real files of ``fixtures/dcmqi-ct-3slice`` (3 slice
 
 from __future__ import annotations
 
+import csv
 import shutil
 import textwrap
 from pathlib import Path
@@ -138,3 +139,9 @@ def write_recipe(path: Path, *, out_dir: Path, aapm_root: Path, **sections: dict
     )
     path.write_text(textwrap.dedent(text))
     return path
+
+
+def log_rows(run: Path) -> list[dict[str, str]]:
+    """The rows of a training run's ``log.csv``."""
+    with (run / "log.csv").open() as handle:
+        return list(csv.DictReader(handle))

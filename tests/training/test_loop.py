@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -15,18 +14,7 @@ from meddenoise.models.unet_pu import UNetPU
 from meddenoise.training import load_recipe, train_recipe
 from meddenoise.training.loop import initial_network, lr_factor
 from meddenoise.training.losses import make_loss
-from tests.training.layouts import build_aapm, write_recipe
-
-
-@pytest.fixture(scope="module")
-def aapm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
-    return build_aapm(tmp_path_factory.mktemp("mayo") / "aapm")
-
-
-def _rows(run: Path) -> list[dict[str, str]]:
-    with (run / "log.csv").open() as handle:
-        return list(csv.DictReader(handle))
+from tests.training.layouts import log_rows, write_recipe
 
 
 def _train(tmp_path: Path, aapm: Path, name: str, **sections: dict) -> Path:
@@ -70,9 +58,9 @@ def test_same_seed_same_losses_and_logs_as_csv_and_json_lines(tmp_path: Path, aa
     first = _train(tmp_path, aapm, "a", train=train)
     again = _train(tmp_path, aapm, "b", train=train)
     other = _train(tmp_path, aapm, "c", train={**train, "seed": 1})
-    losses = [r["train_loss"] for r in _rows(first)]
-    assert len(losses) == 2 and losses == [r["train_loss"] for r in _rows(again)]
-    assert losses != [r["train_loss"] for r in _rows(other)]
+    losses = [r["train_loss"] for r in log_rows(first)]
+    assert len(losses) == 2 and losses == [r["train_loss"] for r in log_rows(again)]
+    assert losses != [r["train_loss"] for r in log_rows(other)]
     records = [json.loads(line) for line in (first / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [1, 2]
     assert {"train_loss", "lr", "abdomen_psnr_db", "abdomen_ssim", "full_psnr_db", "full_ssim"} <= set(
@@ -93,7 +81,7 @@ def test_early_stopping_counts_validations_without_improvement(tmp_path: Path, a
         "stop",
         train={"iterations": 12, "validate_every": 1, "learning_rate": 1e-12, "early_stopping_patience": 2},
     )
-    assert [r["iteration"] for r in _rows(run)] == ["1", "2", "3"]  # best at 1, then two without gain
+    assert [r["iteration"] for r in log_rows(run)] == ["1", "2", "3"]  # best at 1, then two without gain
 
 
 def _checkpoint(path: Path, channels: list[int]) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,18 +13,7 @@ import torch
 from meddenoise.cli import main
 from meddenoise.errors import ConfigError
 from meddenoise.training import load_recipe, train_recipe
-from tests.training.layouts import build_aapm, write_recipe
-
-
-@pytest.fixture(scope="module")
-def aapm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
-    return build_aapm(tmp_path_factory.mktemp("mayo") / "aapm")
-
-
-def _rows(run: Path) -> list[dict[str, str]]:
-    with (run / "log.csv").open() as handle:
-        return list(csv.DictReader(handle))
+from tests.training.layouts import log_rows, write_recipe
 
 
 def _interrupt_after(iterations: int) -> Callable[..., object]:
@@ -53,10 +41,10 @@ def test_an_interrupted_run_resumes_exactly_where_it_stopped(tmp_path: Path, aap
     broken = write_recipe(tmp_path / "b.toml", out_dir=tmp_path / "b", aapm_root=aapm, train=train)
     with pytest.raises(KeyboardInterrupt):
         train_recipe(load_recipe(broken), progress=_interrupt_after(3))  # type: ignore[arg-type]
-    assert [r["iteration"] for r in _rows(tmp_path / "b")] == ["2"]
+    assert [r["iteration"] for r in log_rows(tmp_path / "b")] == ["2"]
     assert not (tmp_path / "b" / "model.pt").exists()
     assert main(["train", "--config", str(broken), "--resume"]) == 0
-    resumed, reference = _rows(tmp_path / "b"), _rows(tmp_path / "a")
+    resumed, reference = log_rows(tmp_path / "b"), log_rows(tmp_path / "a")
     assert [r["iteration"] for r in resumed] == ["2", "4", "6"]
     for got, want in zip(resumed, reference, strict=True):
         assert {k: v for k, v in got.items() if k != "seconds"} == {
@@ -78,7 +66,7 @@ def test_resume_to_a_larger_count_appends_and_drops_rows_past_the_checkpoint(
         tmp_path / "r.toml", out_dir=tmp_path / "run", aapm_root=aapm, train={"iterations": 8}
     )
     train_recipe(load_recipe(more), resume=True)
-    assert [r["iteration"] for r in _rows(tmp_path / "run")] == ["2", "4", "6", "8"]
+    assert [r["iteration"] for r in log_rows(tmp_path / "run")] == ["2", "4", "6", "8"]
     lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in lines] == [2, 4, 6, 8]
 

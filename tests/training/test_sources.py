@@ -7,19 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from meddenoise.errors import ConfigError, SeriesError
 from meddenoise.training import load_recipe
 from meddenoise.training.data import prepare_data
 from meddenoise.training.sources import aapm_pairs, runs_of, tcia_pairs
-from tests.training.layouts import build_aapm, build_tcia, set_tags, write_recipe
-
-
-@pytest.fixture(scope="module")
-def aapm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
-    return build_aapm(tmp_path_factory.mktemp("mayo") / "aapm")
+from tests.training.layouts import build_tcia, set_tags, write_recipe
 
 
 @pytest.fixture(scope="module")
