@@ -27,11 +27,15 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from meddenoise.metrics import RadialNPS, Roi
 
 REPO = Path(__file__).resolve().parents[1]
 PROTOCOLS = ("abdomen", "chest-ldct", "full")  # abdomen and lung (LDCT-Bench chest) windows
@@ -45,7 +49,11 @@ logger = logging.getLogger("quality")
 
 @dataclass(frozen=True)
 class Case:
-    """One validation run's slices to score: low dose, full dose, pixel size and series name."""
+    """One validation run's slices to score: low dose, full dose, pixel size and series name.
+
+    The ROIs and FBP's noise spectrum depend on the case alone, so each is found once per case
+    (``dataclasses.replace`` to other slices makes a new case, which finds its own).
+    """
 
     low: Volume
     full: Volume
@@ -53,6 +61,41 @@ class Case:
     series: str
     keep: slice  # the scored slices; models see the whole run for their 2.5D context
     low2: Volume | None = None  # an independent realisation of ``low``, for the noise texture
+
+    @cached_property
+    def bias_rois(self) -> tuple[Roi, ...]:
+        """Uniform 25 mm soft-tissue ROIs of the full-dose slices, for the HU bias."""
+        from meddenoise.metrics import find_uniform_rois
+
+        full = self.full[self.keep]
+        return find_uniform_rois(
+            hu=full, pixel_mm=self.pixel_mm, roi_mm=ROI_MM, n_rois=4, hu_range=(-150, 200)
+        )
+
+    @cached_property
+    def nps_rois(self) -> tuple[Roi, ...]:
+        """40 mm soft-tissue ROIs for the noise texture (anatomy cancels in the difference images)."""
+        from meddenoise.metrics import find_uniform_rois
+
+        full = self.full[self.keep]
+        return find_uniform_rois(
+            hu=full, pixel_mm=self.pixel_mm, roi_mm=NPS_ROI_MM, n_rois=3, hu_range=(-300, 400)
+        )
+
+    @cached_property
+    def fbp_nps(self) -> RadialNPS | None:
+        """The input's (FBP) noise texture, the reference for every method's; None without a twin."""
+        if self.low2 is None or not self.nps_rois:
+            return None
+        return noise_nps(self.low[self.keep] - self.low2[self.keep], self)
+
+
+def noise_nps(difference: Volume, case: Case) -> RadialNPS:
+    """The radial NPS of one realisation's noise from the difference of two (half its NPS)."""
+    from meddenoise.metrics import nps_2d, radial_nps, stack_rois
+
+    stack = stack_rois(hu=difference, rois=case.nps_rois)
+    return radial_nps(nps_2d(rois_stack=stack, pixel_mm=case.pixel_mm, variance_scale=0.5))
 
 
 def _gaussian(hu: Volume, sigma: float) -> Volume:
@@ -132,47 +175,35 @@ def _scores(output: Volume, case: Case) -> dict[str, list[float]]:
     return out
 
 
-def _texture(noise: Volume, fbp_noise: Volume, case: Case) -> dict[str, float]:
+def _texture(noise_difference: Volume, case: Case) -> dict[str, float]:
     """NPS peak and mean frequency of a method's noise against FBP's (both from realisation pairs)."""
-    from meddenoise.metrics import find_uniform_rois, nps_2d, radial_nps, stack_rois
-
-    rois = find_uniform_rois(
-        hu=case.full[case.keep], pixel_mm=case.pixel_mm, roi_mm=NPS_ROI_MM, n_rois=3, hu_range=(-300, 400)
-    )
-    if not rois:
+    fbp = case.fbp_nps
+    if fbp is None:
         return {}
-    out, fbp = (
-        radial_nps(
-            nps_2d(rois_stack=stack_rois(hu=image, rois=rois), pixel_mm=case.pixel_mm, variance_scale=0.5)
-        )
-        for image in (noise, fbp_noise)
-    )
+    out = noise_nps(noise_difference, case)
     return {
         "nps_peak_mm": out.peak_frequency_mm,
         "nps_peak_fbp_mm": fbp.peak_frequency_mm,
         "nps_peak_shift_percent": 100.0 * (out.peak_frequency_mm / fbp.peak_frequency_mm - 1.0),
         "nps_mean_mm": out.mean_frequency_mm,
         "nps_mean_shift_percent": 100.0 * (out.mean_frequency_mm / fbp.mean_frequency_mm - 1.0),
-        "nps_rois": float(len(rois)),
+        "nps_rois": float(len(case.nps_rois)),
     }
 
 
 def _physics(output: Volume, case: Case, output2: Volume | None = None) -> dict[str, float]:
-    from meddenoise.metrics import find_uniform_rois, hu_bias
+    from meddenoise.metrics import hu_bias
 
-    full = case.full[case.keep]
-    rois = find_uniform_rois(hu=full, pixel_mm=case.pixel_mm, roi_mm=ROI_MM, n_rois=4, hu_range=(-150, 200))
     found = {}
-    if rois:
-        bias = hu_bias(test=output, reference=full, rois=rois)
+    if case.bias_rois:
+        bias = hu_bias(test=output, reference=case.full[case.keep], rois=case.bias_rois)
         found = {
             "hu_bias": bias.mean_bias_hu,
             "hu_bias_worst": bias.max_abs_bias_hu,
-            "n_rois": float(len(rois)),
+            "n_rois": float(len(case.bias_rois)),
         }
-    if output2 is not None and case.low2 is not None:
-        fbp_noise = case.low[case.keep] - case.low2[case.keep]
-        found |= _texture(output - output2, fbp_noise, case)
+    if output2 is not None:
+        found |= _texture(output - output2, case)
     return found
 
 
