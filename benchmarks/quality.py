@@ -6,12 +6,15 @@ classical method has its parameter tuned on these validation slices (grid search
 abdomen PSNR); nothing is guessed. Scores are per-slice PSNR/SSIM under the ``abdomen``,
 ``chest-ldct`` (lung window C-600/W1500 in [0, 1]) and ``full`` protocols, averaged per series, then
 over series. Physics: the mean HU bias against full
-dose in uniform ROIs, and the shift of the radial NPS peak from the full-dose image's, measured in
-the same ROIs (25 mm, plane-detrended).
+dose in uniform 25 mm ROIs, and the noise texture: the radial NPS of each method's noise, from the
+difference of its outputs on two independent noise realisations in 40 mm soft-tissue ROIs, pooled
+per series, against the input's (FBP) noise measured the same way (peak and mean frequency).
 
     python benchmarks/quality.py                                   # classical methods, all slices
     python benchmarks/quality.py --model unet-pu-v1 --model runs/redcnn-ref/model.pt
     python benchmarks/quality.py --slices 1 --skip bm3d            # a quick look
+    python benchmarks/quality.py --skip gaussian --skip median --skip nlm --skip bm3d \
+        --model unet-pu-v1 --strength 1 --strength 0.5  # texture against PSNR, by blending
 
 Writes a Markdown table to stdout and ``benchmarks/results/quality.json`` (notebooks/03 reads it).
 """
@@ -83,19 +86,29 @@ class Case:
         )
 
     @cached_property
-    def fbp_nps(self) -> RadialNPS | None:
-        """The input's (FBP) noise texture, the reference for every method's; None without a twin."""
+    def fbp_noise(self) -> Volume | None:
+        """ROIs of the input's (FBP) noise difference, the reference texture; None without a twin."""
         if self.low2 is None or not self.nps_rois:
             return None
-        return noise_nps(self.low[self.keep] - self.low2[self.keep], self)
+        return self.noise_rois(self.low[self.keep] - self.low2[self.keep])
+
+    def noise_rois(self, difference: Volume) -> Volume:
+        """The NPS ROIs of a difference of two realisations, as an (n, size, size) stack."""
+        from meddenoise.metrics import stack_rois
+
+        return stack_rois(hu=difference, rois=self.nps_rois).astype(np.float32)
 
 
-def noise_nps(difference: Volume, case: Case) -> RadialNPS:
-    """The radial NPS of one realisation's noise from the difference of two (half its NPS)."""
-    from meddenoise.metrics import nps_2d, radial_nps, stack_rois
+def noise_nps(stacks: Sequence[Volume], pixel_mm: float) -> RadialNPS:
+    """The radial NPS of one realisation's noise from ROI stacks of realisation differences.
 
-    stack = stack_rois(hu=difference, rois=case.nps_rois)
-    return radial_nps(nps_2d(rois_stack=stack, pixel_mm=case.pixel_mm, variance_scale=0.5))
+    The ROIs of every case of a series are pooled into one ensemble before the peak is found: a
+    peak taken per case from a handful of ROIs, then averaged, follows the estimator's noise.
+    """
+    from meddenoise.metrics import nps_2d, radial_nps
+
+    pooled = np.concatenate(stacks)
+    return radial_nps(nps_2d(rois_stack=pooled, pixel_mm=pixel_mm, variance_scale=0.5))
 
 
 def _gaussian(hu: Volume, sigma: float) -> Volume:
@@ -175,36 +188,38 @@ def _scores(output: Volume, case: Case) -> dict[str, list[float]]:
     return out
 
 
-def _texture(noise_difference: Volume, case: Case) -> dict[str, float]:
-    """NPS peak and mean frequency of a method's noise against FBP's (both from realisation pairs)."""
-    fbp = case.fbp_nps
-    if fbp is None:
-        return {}
-    out = noise_nps(noise_difference, case)
-    return {
+def _texture(
+    method: Sequence[Volume], fbp: Sequence[Volume], pixel_mm: float
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """A series' pooled noise texture against FBP's: peak and mean frequency, and both curves."""
+    out, ref = noise_nps(method, pixel_mm), noise_nps(fbp, pixel_mm)
+    found = {
         "nps_peak_mm": out.peak_frequency_mm,
-        "nps_peak_fbp_mm": fbp.peak_frequency_mm,
-        "nps_peak_shift_percent": 100.0 * (out.peak_frequency_mm / fbp.peak_frequency_mm - 1.0),
+        "nps_peak_fbp_mm": ref.peak_frequency_mm,
+        "nps_peak_shift_percent": 100.0 * (out.peak_frequency_mm / ref.peak_frequency_mm - 1.0),
         "nps_mean_mm": out.mean_frequency_mm,
-        "nps_mean_shift_percent": 100.0 * (out.mean_frequency_mm / fbp.mean_frequency_mm - 1.0),
-        "nps_rois": float(len(case.nps_rois)),
+        "nps_mean_shift_percent": 100.0 * (out.mean_frequency_mm / ref.mean_frequency_mm - 1.0),
+        "nps_rois": float(sum(len(s) for s in method)),
     }
+    curves = {
+        "frequency_mm": [round(float(f), 4) for f in out.frequency_mm],
+        "method_hu2mm2": [round(float(v), 2) for v in out.nps_hu2mm2],
+        "fbp_hu2mm2": [round(float(v), 2) for v in ref.nps_hu2mm2],
+    }
+    return found, curves
 
 
-def _physics(output: Volume, case: Case, output2: Volume | None = None) -> dict[str, float]:
+def _hu_bias(output: Volume, case: Case) -> dict[str, float]:
     from meddenoise.metrics import hu_bias
 
-    found = {}
-    if case.bias_rois:
-        bias = hu_bias(test=output, reference=case.full[case.keep], rois=case.bias_rois)
-        found = {
-            "hu_bias": bias.mean_bias_hu,
-            "hu_bias_worst": bias.max_abs_bias_hu,
-            "n_rois": float(len(case.bias_rois)),
-        }
-    if output2 is not None:
-        found |= _texture(output - output2, case)
-    return found
+    if not case.bias_rois:
+        return {}
+    bias = hu_bias(test=output, reference=case.full[case.keep], rois=case.bias_rois)
+    return {
+        "hu_bias": bias.mean_bias_hu,
+        "hu_bias_worst": bias.max_abs_bias_hu,
+        "n_rois": float(len(case.bias_rois)),
+    }
 
 
 def summarise(
@@ -219,12 +234,21 @@ def summarise(
     """
     per_series: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     physics: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    noise: dict[str, tuple[list[Volume], list[Volume], float]] = {}
     for index, (output, case) in enumerate(zip(outputs, cases, strict=True)):
         for key, values in _scores(output, case).items():
             per_series[case.series][key].extend(v for v in values if math.isfinite(v))
-        twin = twins[index] if twins is not None else None
-        for key, value in _physics(output, case, twin).items():
+        for key, value in _hu_bias(output, case).items():
             physics[case.series][key].append(value)
+        twin = twins[index] if twins is not None else None
+        if twin is not None and case.fbp_noise is not None:
+            method, fbp, _ = noise.setdefault(case.series, ([], [], case.pixel_mm))
+            method.append(case.noise_rois(output - twin))
+            fbp.append(case.fbp_noise)
+    curves = {}
+    for series, (method, fbp, pixel_mm) in noise.items():
+        texture, curves[series] = _texture(method, fbp, pixel_mm)
+        physics[series] |= {key: [value] for key, value in texture.items()}
     series_means = {
         name: {key: float(np.mean(v)) for key, v in keys.items()}
         | {key: float(np.mean(v)) for key, v in physics[name].items()}
@@ -237,7 +261,8 @@ def summarise(
         if any(k in m for m in series_means.values())
     }
     n_slices = sum(o.shape[0] for o in outputs)
-    return {"mean": overall, "per_series": series_means, "seconds_per_slice": seconds / max(n_slices, 1)}
+    found = {"mean": overall, "per_series": series_means, "seconds_per_slice": seconds / max(n_slices, 1)}
+    return found | ({"nps_curves": curves} if curves else {})
 
 
 def _apply(method: Filter, parameter: float, cases: Sequence[Case]) -> tuple[list[Volume], float]:
@@ -333,7 +358,8 @@ def _row(name: str, result: dict[str, Any]) -> str:
         f"| {name} | {params} | {fmt('abdomen_psnr_db', 2)} | {fmt('abdomen_ssim', 4)} | "
         f"{fmt('chest-ldct_psnr_db', 2)} | {fmt('chest-ldct_ssim', 4)} | "
         f"{fmt('full_psnr_db', 2)} | {fmt('hu_bias', 2, True)} | "
-        f"{fmt('nps_peak_shift_percent', 1, True)} | {result['seconds_per_slice']:.2f} |"
+        f"{fmt('nps_peak_shift_percent', 1, True)} | {fmt('nps_mean_shift_percent', 1, True)} | "
+        f"{result['seconds_per_slice']:.2f} |"
     )
 
 
@@ -343,11 +369,12 @@ def markdown(results: dict[str, dict[str, Any]], context: dict[str, Any]) -> str
         f"Validation sets at simulated {context['dose']:.0%} dose, {context['n_slices']} slices of "
         f"{context['n_series']} series ({', '.join(context['series'])}); per-slice scores averaged per "
         "series, then over series. HU bias vs full dose in uniform 25 mm ROIs; NPS peak shift of "
-        "each method's noise (from two independent realisations, 40 mm ROIs) against FBP's texture.",
+        "each method's noise (from two independent realisations, 40 mm ROIs pooled per series) against "
+        "FBP's texture.",
         "",
         "| method | parameter (tuned on validation) | abdomen PSNR dB | abdomen SSIM | lung PSNR dB | "
-        "lung SSIM | full PSNR dB | HU bias | NPS peak shift % | s/slice |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "lung SSIM | full PSNR dB | HU bias | NPS peak shift % | NPS mean-frequency shift % | s/slice |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row(name, result) for name, result in results.items()]
     return "\n".join(lines)
@@ -367,7 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--slices", type=int, help="score only this many central slices of each run")
     parser.add_argument("--model", action="append", default=[], help="checkpoint name or path (repeatable)")
     parser.add_argument(
-        "--strength", type=float, default=1.0, help="blend the models' output with the input (1 = none)"
+        "--strength",
+        type=float,
+        action="append",
+        help="blend each model's output with the input (1 = none; repeatable: one row per strength)",
     )
     parser.add_argument("--skip", action="append", default=[], choices=sorted(CLASSICAL))
     parser.add_argument("--tune-slices", type=int, help="tune on this many slices per series (default all)")
@@ -392,8 +422,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[name] = tune(name, cases, tuning=tuning, grid=grids[name])
     for model in args.model:
         # Keyed by the card's name: every training run's file is model.pt.
-        result = run_model(model, cases, strength=args.strength)
-        results[result.pop("name")] = result
+        for strength in args.strength or [1.0]:
+            result = run_model(model, cases, strength=strength)
+            name = result.pop("name")
+            results[name if strength == 1.0 else f"{name} (strength {strength:g})"] = result
     from meddenoise.training import load_recipe
 
     recipe = load_recipe(args.config)
@@ -409,7 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "roi_mm": ROI_MM,
         "nps_roi_mm": NPS_ROI_MM,
         "nps_protocol": "NPS of a method's noise = 0.5 x NPS(output(realisation 1) - output(realisation 2)); "
-        "shift against the NPS of the input's (FBP) noise, measured the same way",
+        "shift against the NPS of the input's (FBP) noise, measured the same way; ROIs pooled per series "
+        "before the peak and mean frequency are found",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"context": context, "results": results}, indent=2) + "\n")
