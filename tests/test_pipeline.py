@@ -7,6 +7,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,22 @@ def test_a_one_slice_series_denoises_with_a_2_5d_model(tmp_path: Path) -> None:
     (outcome,) = denoise_path(input_path=tmp_path / "in", out_dir=tmp_path / "out", model=model, settings=CPU)
     back = read_series(outcome.output_folder)
     assert back.hu.shape == (1, 128, 128) and np.isfinite(back.hu).all()
+
+
+def test_a_series_with_pixels_the_model_never_saw_is_denoised_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    loaded = load_model(save_tiny_model(tmp_path / "tiny.pt"))
+    coarse_only = replace(loaded, card=replace(loaded.card, pixel_mm_range=(1.2, 1.5)))
+    series = read_series(make_series(tmp_path / "in", n_slices=2).folder)  # 0.66 mm pixels
+    with caplog.at_level("WARNING", logger="meddenoise"):
+        denoise_series(series, model=loaded, settings=CPU)
+        assert not caplog.records  # a card without a range never warns
+        out = denoise_series(series, model=coarse_only, settings=CPU)
+    [record] = caplog.records
+    assert series.info.series_uid in record.getMessage()
+    assert "pixel size 0.661 mm is outside the 1.2-1.5 mm" in record.getMessage()
+    assert out.hu.shape == series.hu.shape
 
 
 def test_several_series_in_one_folder_are_all_denoised_or_only_the_chosen(

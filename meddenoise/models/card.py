@@ -17,6 +17,9 @@ __all__ = ["MetricRecord", "ModelCard", "TrainingData", "card_markdown"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# How far (relative) a series' pixel size may lie outside the training pixel sizes before a warning.
+# benchmarks/pixel_size.py measures the shipped model inside and beyond its range.
+PIXEL_TOLERANCE = 0.15
 
 
 def _today() -> str:
@@ -103,6 +106,7 @@ class ModelCard:
     description: str = ""
     created: str = field(default_factory=_today)
     meddenoise_version: str = __version__
+    pixel_mm_range: tuple[float, float] | None = None  # in-plane pixel sizes of the training pairs
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -123,12 +127,39 @@ class ModelCard:
             dt.date.fromisoformat(self.created)
         except (TypeError, ValueError) as err:
             raise ValueError(f"created must be an ISO date (YYYY-MM-DD), got {self.created!r}") from err
+        if self.pixel_mm_range is not None:
+            pixels = tuple(float(v) for v in self.pixel_mm_range)
+            if len(pixels) != 2 or not 0.0 < pixels[0] <= pixels[1]:
+                raise ValueError(f"pixel_mm_range must be [low, high] mm, got {self.pixel_mm_range!r}")
+            object.__setattr__(self, "pixel_mm_range", pixels)
         object.__setattr__(self, "training_data", tuple(self.training_data))
         object.__setattr__(self, "metrics", tuple(self.metrics))
         try:
             json.dumps([self.architecture_kwargs, self.training_config], allow_nan=False)
         except (TypeError, ValueError) as err:
             raise ValueError(f"architecture_kwargs and training_config must be plain JSON: {err}") from err
+
+    def pixel_size_warning(self, pixel_mm: float) -> str | None:
+        """One line when ``pixel_mm`` lies outside the training pixel sizes (beyond
+        :data:`PIXEL_TOLERANCE`), else None; always None for a card that does not record them.
+
+        Examples
+        --------
+        >>> card = ModelCard(name="demo", version="1", architecture="unet_pu", pixel_mm_range=(0.6, 1.0))
+        >>> card.pixel_size_warning(0.7) is None
+        True
+        >>> print(card.pixel_size_warning(1.5).split(";")[0])
+        pixel size 1.5 mm is outside the 0.6-1 mm that model demo was trained on
+        """
+        if self.pixel_mm_range is None:
+            return None
+        low, high = self.pixel_mm_range
+        if low * (1.0 - PIXEL_TOLERANCE) <= pixel_mm <= high * (1.0 + PIXEL_TOLERANCE):
+            return None
+        return (
+            f"pixel size {pixel_mm:.3g} mm is outside the {low:.3g}-{high:.3g} mm that model {self.name} "
+            "was trained on; compare its output with the input"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-serialisable dict (lists, not tuples)."""
@@ -185,6 +216,7 @@ def card_markdown(card: ModelCard) -> str:
         f"- input range and normalisation: HU clipped to [{r.lower_hu:g}, {r.upper_hu:g}], "
         f"unit = (HU - {r.offset_hu:g}) / {r.scale_hu:g}; HU above the range, or more than "
         f"{BELOW_RANGE_MARGIN_HU:g} below it (padding), pass through unchanged",
+        *_pixel_line(card),
         "",
         "## Training data (and licences)",
         *[f"- {t.collection} ({t.role}): {t.licence}. {t.citation}" for t in card.training_data],
@@ -204,3 +236,10 @@ def card_markdown(card: ModelCard) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _pixel_line(card: ModelCard) -> list[str]:
+    if card.pixel_mm_range is None:
+        return []
+    low, high = card.pixel_mm_range
+    return [f"- trained on in-plane pixels of {low:.3g}-{high:.3g} mm; other sizes get a warning"]

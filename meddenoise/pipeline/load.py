@@ -50,3 +50,12 @@ def resolve_model(model: str | Path | LoadedModel | None, *, device: str = "cpu"
     if isinstance(model, LoadedModel):
         return model
     return load_model(model if model is not None else DEFAULT_MODEL_NAME, device=device)
+
+
+def warn_unfamiliar_pixels(model: LoadedModel, spacing_mm: tuple[float, float, float], source: str) -> None:
+    """Warn (one line naming ``source``) when the in-plane pixels lie outside the model's training range."""
+    for pixel_mm in sorted(set(spacing_mm[1:])):
+        message = model.card.pixel_size_warning(pixel_mm)
+        if message:
+            logger.warning("%s: %s", source, message)
+            return

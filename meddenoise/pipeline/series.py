@@ -30,7 +30,14 @@ from meddenoise.errors import OutputError
 from meddenoise.inference import InferenceSettings, denoise_volume, resolve_device
 from meddenoise.models import LoadedModel
 from meddenoise.pipeline.evaluate import evaluate_series, report_context
-from meddenoise.pipeline.load import input_folder, load_info, read_series, resolve_model, short_uid
+from meddenoise.pipeline.load import (
+    input_folder,
+    load_info,
+    read_series,
+    resolve_model,
+    short_uid,
+    warn_unfamiliar_pixels,
+)
 from meddenoise.pipeline.volume import refuse_irregular, save_series_volumes
 from meddenoise.progress import ProgressFactory, no_progress
 from meddenoise.report import write_report
@@ -58,6 +65,7 @@ def denoise_series(
     """Denoise a loaded series; the result keeps the source's geometry and headers."""
     settings = settings or InferenceSettings()
     loaded = resolve_model(model)
+    warn_unfamiliar_pixels(loaded, series.info.spacing_mm, f"series {series.info.series_uid}")
     with progress(
         description=f"denoise {short_uid(series.info.series_uid)}", total=len(series.info.slices)
     ) as advance:

@@ -20,7 +20,7 @@ from meddenoise.inference import InferenceSettings, denoise_volume, resolve_devi
 from meddenoise.metrics import score_volume
 from meddenoise.models import LoadedModel
 from meddenoise.pipeline.evaluate import DEFAULT_PROTOCOLS
-from meddenoise.pipeline.load import resolve_model
+from meddenoise.pipeline.load import resolve_model, warn_unfamiliar_pixels
 from meddenoise.progress import ProgressFactory, no_progress
 from meddenoise.report import write_report
 from meddenoise.volume import (
@@ -66,6 +66,7 @@ def denoise_volume_path(
     device = resolve_device(settings.device)
     volume = read_volume(input_path, hu_offset=convention.offset, hu_scale=convention.scale)
     loaded = resolve_model(model, device=str(device))
+    warn_unfamiliar_pixels(loaded, volume.spacing_mm, str(input_path))
     with progress(description=f"denoise {input_path.name}", total=volume.hu.shape[0]) as advance:
         hu = denoise_volume(volume.hu, model=loaded, settings=settings, progress=advance)
     return write_volume(hu, output_path, like=volume, pixel_type=pixel_type, overwrite=overwrite)

@@ -12,7 +12,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -130,8 +130,13 @@ def make_card(
     scores: dict[str, float],
     baseline: dict[str, float],
     provenance: list[dict[str, str]],
+    pixel_mm_range: tuple[float, float] | None = None,
 ) -> ModelCard:
-    """The model card: architecture, input range, data and licences, config and metrics with protocols."""
+    """The model card: architecture, input range, data and licences, config and metrics with protocols.
+
+    ``pixel_mm_range`` (the training pairs' in-plane pixel sizes) lets inference warn about series
+    whose pixels the model has never seen.
+    """
     m, d = recipe.model, recipe.data
     dataset, dose = validation_description(recipe)
     metrics = []
@@ -156,7 +161,14 @@ def make_card(
         ),
         metrics=tuple(metrics),
         description=m.description,
+        pixel_mm_range=pixel_mm_range,
     )
+
+
+def pixel_range(runs: Sequence[PairRun]) -> tuple[float, float] | None:
+    """The smallest and largest in-plane pixel size (mm) among ``runs``; None when there are none."""
+    sizes = [size for run in runs for size in run.pixel_mm]
+    return (min(sizes), max(sizes)) if sizes else None
 
 
 def train(
@@ -201,7 +213,13 @@ def train(
         best = _optimise(
             _Run(recipe, network, sampler, data.validation_runs, out_dir, device), state, progress
         )
-        card = make_card(recipe, scores=best.scores, baseline=baseline, provenance=data.provenance)
+        card = make_card(
+            recipe,
+            scores=best.scores,
+            baseline=baseline,
+            provenance=data.provenance,
+            pixel_mm_range=pixel_range(data.train_runs),
+        )
         network.load_state_dict(best.state)
         checkpoint = out_dir / "model.pt"
         save_checkpoint(network=network.cpu(), card=card, path=checkpoint)

@@ -72,3 +72,23 @@ def test_from_dict_rejects_bad_cards(mutate: Any, message: str) -> None:
 def test_kwargs_must_be_plain_json() -> None:
     with pytest.raises(ValueError, match="plain JSON"):
         ModelCard(name="x", version="1", architecture="dncnn", training_config={"f": object()})
+
+
+def test_the_training_pixel_range_round_trips_and_warns_only_outside_it() -> None:
+    card = ModelCard(name="demo", version="1", architecture="unet_pu", pixel_mm_range=(0.6, 1.0))
+    assert ModelCard.from_json(card.to_json()) == card
+    assert json.loads(card.to_json())["pixel_mm_range"] == [0.6, 1.0]
+    for inside in (0.6, 0.8, 1.0, 0.55, 1.1):  # the range, and within 15 % of its ends
+        assert card.pixel_size_warning(inside) is None
+    message = card.pixel_size_warning(1.5)
+    assert message is not None
+    assert "1.5 mm" in message and "0.6-1 mm" in message and "demo" in message
+    assert card.pixel_size_warning(0.45) is not None
+    unknown = ModelCard(name="old", version="1", architecture="unet_pu")
+    assert unknown.pixel_size_warning(5.0) is None  # a card from before the range was recorded
+
+
+@pytest.mark.parametrize("bad", [(1.0, 0.5), (0.0, 1.0), (0.5,), (0.5, 1.0, 2.0)])
+def test_a_malformed_pixel_range_is_refused(bad: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="pixel_mm_range"):
+        ModelCard(name="demo", version="1", architecture="unet_pu", pixel_mm_range=bad)  # type: ignore[arg-type]

@@ -107,3 +107,28 @@ def test_evaluate_volumes_on_one_grid_and_refuse_others(tmp_path: Path) -> None:
         SeriesError, match=r"shifted\.mha and .*reference\.mha are not on the same grid: origin"
     ):
         evaluate_volume_paths(denoised_path=other, reference_path=reference, out_dir=tmp_path / "r2")
+
+
+def test_pixels_the_model_never_saw_get_one_warning_naming_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    trained = replace(IDENTITY.card, pixel_mm_range=(0.6, 1.0))  # the fixture has 0.7 x 0.8 mm pixels
+    model = replace(IDENTITY, card=trained)
+    familiar = write_volume(ct_volume(), tmp_path / "familiar.mha")
+    coarse = replace(ct_volume(), spacing_mm=(2.5, 1.5, 1.5))
+    unfamiliar = write_volume(coarse, tmp_path / "coarse.mha")
+    with caplog.at_level("WARNING", logger="meddenoise"):
+        denoise_volume_path(
+            input_path=familiar, output_path=tmp_path / "a.mha", model=model, settings=SETTINGS
+        )
+        assert not caplog.records
+        out = denoise_volume_path(
+            input_path=unfamiliar, output_path=tmp_path / "b.mha", model=model, settings=SETTINGS
+        )
+    [record] = caplog.records
+    assert (
+        "coarse.mha" in record.getMessage()
+        and "pixel size 1.5 mm is outside the 0.6-1 mm" in record.getMessage()
+    )
+    written = read_volume(unfamiliar).hu  # warned, and still denoised
+    np.testing.assert_array_equal(read_volume(out).hu, identity_output(written))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from meddenoise.dicom import find_series
 from meddenoise.errors import ConfigError, DeviceError
 from meddenoise.models import ModelCard, load_model, save_checkpoint
 from meddenoise.models.unet_pu import UNetPU
@@ -70,6 +71,8 @@ def test_same_seed_same_losses_and_logs_as_csv_and_json_lines(tmp_path: Path, aa
     card = load_model(first / "model.pt").card
     assert any("AAPM" in d.collection for d in card.training_data)
     assert any("L096" in m.dataset and "quarter dose" in m.dose for m in card.metrics)
+    pixels = {size for info in find_series(aapm).series for size in info.spacing_mm[1:]}
+    assert card.pixel_mm_range == (min(pixels), max(pixels))  # inference warns outside it
     state = torch.load(first / "last.pt", weights_only=True)
     assert state["iteration"] == 2 and set(state["optimizer"]) == {"state", "param_groups"}
 
