@@ -25,25 +25,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 Volume = npt.NDArray[np.float32]
 
 logger = logging.getLogger("pixel_size")
-
-
-def resample(hu: Volume, pixel_mm: float, target_mm: float) -> tuple[Volume, float]:
-    """``hu`` (slices, n, n) on a square grid of ``target_mm`` pixels (the same field of view)."""
-    size = max(16, round(hu.shape[-1] * pixel_mm / target_mm))
-    if size == hu.shape[-1]:
-        return hu, pixel_mm
-    tensor = torch.from_numpy(np.ascontiguousarray(hu))[:, None]
-    if size < hu.shape[-1]:
-        out = torch.nn.functional.interpolate(tensor, size=(size, size), mode="area")
-    else:
-        out = torch.nn.functional.interpolate(tensor, size=(size, size), mode="bicubic", align_corners=False)
-    return out[:, 0].numpy(), pixel_mm * hu.shape[-1] / size
 
 
 def abdomen_psnr(test: Volume, reference: Volume) -> float:
@@ -58,6 +44,7 @@ def measure(model: Any, recipe: Any, targets: Sequence[float], slices: int) -> l
     from meddenoise.inference import InferenceSettings, denoise_volume
     from meddenoise.simulate import SimulationSettings, simulate_from_settings
     from meddenoise.training.data import VALIDATION_FILTER, VALIDATION_I0, prepare_validation
+    from meddenoise.training.pairs import regrid
 
     simulation = SimulationSettings(
         dose_fraction=recipe.data.validation_dose,
@@ -72,7 +59,7 @@ def measure(model: Any, recipe: Any, targets: Sequence[float], slices: int) -> l
         full_native = run.full_hu[start : start + slices].astype(np.float32)
         native_mm = float(run.pixel_mm[0])
         for target in [native_mm, *targets]:
-            full, pixel_mm = resample(full_native, native_mm, target)
+            full, (pixel_mm, _), _ = regrid(full_native, (native_mm, native_mm), target / native_mm)
             low = simulate_from_settings(
                 full, pixel_mm=(pixel_mm, pixel_mm), settings=simulation, seed=7 + index
             ).astype(np.float32)

@@ -38,6 +38,9 @@ class DataConfig:
     i0_range: tuple[float, float] = (5e4, 3e5)
     sigma_e2: float = 10.0
     filters: tuple[str, ...] = ("hann",)
+    # Each train run is re-simulated on a grid whose pixels are one of these multiples of the
+    # series' own (drawn per run; below 1 = finer), so the network meets more pixel sizes' noise.
+    pixel_scales: tuple[float, ...] = (1.0,)
     validation_dose: float = 0.25
     cache_dir: str = "cache/pairs"
     seed: int = 0
@@ -191,6 +194,8 @@ def _check_ranges(recipe: TrainingRecipe) -> None:
         raise ConfigError(f"data.dose_range must satisfy 0 < low <= high <= 1, got {data.dose_range}")
     if not 0 < data.i0_range[0] <= data.i0_range[1]:
         raise ConfigError(f"data.i0_range must be positive and ordered, got {data.i0_range}")
+    if not data.pixel_scales or not all(0.4 <= scale <= 2.5 for scale in data.pixel_scales):
+        raise ConfigError(f"data.pixel_scales must be factors between 0.4 and 2.5, got {data.pixel_scales}")
     if recipe.model.context_slices < 1 or recipe.model.context_slices % 2 == 0:
         raise ConfigError(f"model.context_slices must be odd and >= 1, got {recipe.model.context_slices}")
     if train.patch_size < 16 or train.batch_size < 1 or train.iterations < 1:

@@ -54,9 +54,12 @@ def _train_requests(recipe: TrainingRecipe, folders: tuple[Path, ...]) -> list[R
                 sigma_e2=d.sigma_e2,
                 filter=check_filter(str(rng.choice(d.filters))),
             )
+            # Drawn only when asked for, so recipes without it keep their random stream and cache.
+            scale = float(rng.choice(d.pixel_scales)) if d.pixel_scales != (1.0,) else 1.0
+            seed = int(rng.integers(2**31))
             requests.append(
                 RunRequest(
-                    info=info, start=start, length=length, settings=settings, seed=int(rng.integers(2**31))
+                    info=info, start=start, length=length, settings=settings, seed=seed, pixel_scale=scale
                 )
             )
     return requests

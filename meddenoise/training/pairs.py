@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import torch
+import torch.nn.functional as F
 
 from meddenoise.dicom import CTSeries, SeriesInfo, find_series, read_series
 from meddenoise.progress import ProgressFactory, no_progress
@@ -47,19 +49,20 @@ class RunRequest:
     length: int
     settings: SimulationSettings
     seed: int
+    pixel_scale: float = 1.0  # simulate on a grid with pixels this many times the series' own
 
     def key(self) -> str:
-        text = json.dumps(
-            [
-                CACHE_VERSION,
-                self.info.series_uid,
-                self.start,
-                self.length,
-                self.settings.describe(),
-                self.seed,
-            ]
-        )
-        return hashlib.sha256(text.encode()).hexdigest()[:24]
+        parts: list[object] = [
+            CACHE_VERSION,
+            self.info.series_uid,
+            self.start,
+            self.length,
+            self.settings.describe(),
+            self.seed,
+        ]
+        if self.pixel_scale != 1.0:  # runs on the series' own grid keep their cached keys
+            parts.append(self.pixel_scale)
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
 
 def run_starts(*, n_slices: int, runs: int, length: int) -> list[int]:
@@ -92,11 +95,38 @@ def _cached(request: RunRequest, path: Path) -> PairRun:
         )
 
 
+def regrid(
+    hu: npt.NDArray[np.floating],
+    pixel_mm: tuple[float, float],
+    scale: float,
+    mask: npt.NDArray[np.bool_] | None = None,
+) -> tuple[npt.NDArray[np.float32], tuple[float, float], npt.NDArray[np.bool_] | None]:
+    """Slices (n, rows, cols) resampled to pixels ``scale`` times larger, over the same field of view.
+
+    Area averaging to coarser pixels (as a coarser reconstruction grid would); bicubic to finer ones.
+    A padding mask follows by nearest neighbour. Returns the slices, the new pixel size and mask.
+    """
+    rows, cols = (max(16, round(n / scale)) for n in hu.shape[1:])
+    tensor = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))[:, None]
+    if rows * cols < hu.shape[1] * hu.shape[2]:
+        out = F.interpolate(tensor, size=(rows, cols), mode="area")
+    else:
+        out = F.interpolate(tensor, size=(rows, cols), mode="bicubic", align_corners=False)
+    new_mask = None
+    if mask is not None:
+        resized = F.interpolate(torch.from_numpy(mask.astype(np.float32))[:, None], size=(rows, cols))
+        new_mask = resized[:, 0].numpy() > 0.5
+    new_pixel = (pixel_mm[0] * hu.shape[1] / rows, pixel_mm[1] * hu.shape[2] / cols)
+    return out[:, 0].numpy(), new_pixel, new_mask
+
+
 def _simulate(request: RunRequest, series: CTSeries, *, path: Path, device: str) -> PairRun:
     block = slice(request.start, request.start + request.length)
     full = series.hu[block]
     mask = series.padding_mask[block] if series.padding_mask is not None else None
     pixel_mm = (request.info.spacing_mm[1], request.info.spacing_mm[2])
+    if request.pixel_scale != 1.0:
+        full, pixel_mm, mask = regrid(full, pixel_mm, request.pixel_scale, mask)
     low = simulate_from_settings(
         full,
         pixel_mm=pixel_mm,

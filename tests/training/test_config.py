@@ -90,6 +90,8 @@ def test_lists_become_tuples_of_the_declared_length(tmp_path: Path) -> None:
     ("extra", "message"),
     [
         ("dose_range = [0.6, 0.2]", "data.dose_range must satisfy 0 < low <= high <= 1"),
+        ("pixel_scales = [1.0, 0.1]", "data.pixel_scales must be factors between 0.4 and 2.5"),
+        ("pixel_scales = []", "data.pixel_scales must be factors between 0.4 and 2.5"),
         ("[model]\ncontext_slices = 2", "model.context_slices must be odd"),
         ("[train]\npatch_size = 8", "train.patch_size >= 16"),
     ],
