@@ -69,12 +69,10 @@ def abdomen_psnr(images: Volume, truth: Volume) -> float:
     return float(np.mean([s.psnr for s in scores["abdomen"].per_slice]))
 
 
-def denoise_each(realisations: Volume, model_name: str, strength: float) -> Volume:
-    """Each realisation through the product's inference as a one-slice series."""
+def denoise_each(realisations: Volume, model: Any, strength: float) -> Volume:
+    """Each realisation through the product's inference (a LoadedModel) as a one-slice series."""
     from meddenoise.inference import InferenceSettings, denoise_volume
-    from meddenoise.models import load_model
 
-    model = load_model(model_name)
     settings = InferenceSettings(device="cpu", strength=strength)
     return np.concatenate(
         [
@@ -157,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"{root}: the LCD phantom fixture is missing (see ../shared/data/README.md)")
     results: dict[str, dict[str, dict[str, Any]]] = {}
     truth = read_ground_truth(root)
+    from meddenoise.models import load_model
+
+    models = {name: load_model(name) for name in args.model}  # once, not per dose and strength
     for dose in args.dose or ["dose_010", "dose_055"]:
         images, pixel_mm = read_realisations(root, dose)
         signal, _ = read_realisations(root, dose, "present")
@@ -166,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for model in args.model:
             for strength in args.strength or [1.0]:
                 name = model if strength == 1.0 else f"{model} (strength {strength:g})"
-                out = denoise_each(images, model, strength)
-                psnr = abdomen_psnr(denoise_each(signal, model, strength), truth)
+                out = denoise_each(images, models[model], strength)
+                psnr = abdomen_psnr(denoise_each(signal, models[model], strength), truth)
                 results[dose][name] = compare(texture(out, rois, pixel_mm), fbp) | {"psnr_db": psnr}
                 logger.info(
                     "%s %s: %.1f -> %.1f HU",
