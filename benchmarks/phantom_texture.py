@@ -65,8 +65,7 @@ def abdomen_psnr(images: Volume, truth: Volume) -> float:
     from meddenoise.metrics import score_volume
 
     reference = np.broadcast_to(truth, images.shape)
-    scores = score_volume(denoised=images, reference=reference, protocols=("abdomen",))
-    return float(np.mean([s.psnr for s in scores["abdomen"].per_slice]))
+    return score_volume(denoised=images, reference=reference, protocols=("abdomen",))["abdomen"].mean_psnr
 
 
 def denoise_each(realisations: Volume, model: Any, strength: float) -> Volume:
@@ -140,6 +139,8 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from meddenoise.models import load_model
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -155,8 +156,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"{root}: the LCD phantom fixture is missing (see ../shared/data/README.md)")
     results: dict[str, dict[str, dict[str, Any]]] = {}
     truth = read_ground_truth(root)
-    from meddenoise.models import load_model
-
     models = {name: load_model(name) for name in args.model}  # once, not per dose and strength
     for dose in args.dose or ["dose_010", "dose_055"]:
         images, pixel_mm = read_realisations(root, dose)

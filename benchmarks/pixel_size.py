@@ -35,8 +35,7 @@ logger = logging.getLogger("pixel_size")
 def abdomen_psnr(test: Volume, reference: Volume) -> float:
     from meddenoise.metrics import score_volume
 
-    scores = score_volume(denoised=test, reference=reference, protocols=("abdomen",))
-    return float(np.mean([s.psnr for s in scores["abdomen"].per_slice]))
+    return score_volume(denoised=test, reference=reference, protocols=("abdomen",))["abdomen"].mean_psnr
 
 
 def measure(model: Any, recipe: Any, targets: Sequence[float], slices: int) -> list[dict[str, Any]]:
