@@ -3,28 +3,29 @@
 ``find_series`` walks a folder tree (any file names, nested folders, a DICOMDIR is skipped),
 groups CT slices by SeriesInstanceUID, sorts them along the slice normal and validates the
 geometry. ``select_series`` picks the series a command should work on, with clear errors.
+
+Each file and each series is isolated: whatever one file holds (a FIFO, sequences nested
+thousands deep, NaN coordinates) makes that file skipped or its series fatally flawed, with the
+reason, and never stops the scan of the others.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import struct
-import warnings
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID
 
+from meddenoise.dicom import validate
 from meddenoise.dicom.geometry import (
     ENHANCED_CT_STORAGE,
+    Geometry,
+    Plane,
     check_geometry,
     describe,
     frame_attribute,
@@ -32,7 +33,20 @@ from meddenoise.dicom.geometry import (
     plane_of,
     sort_along_normal,
 )
-from meddenoise.dicom.series import ScanResult, SeriesInfo, SliceRef
+from meddenoise.dicom.header import (
+    DICOMDIR_REASON,
+    NO_PIXEL_DATA,
+    NOT_DICOM,
+    Skip,
+    read_header,
+    sop_class,
+    sop_instance,
+    warnings_logged,
+)
+from meddenoise.dicom.problems import Problem, ProblemCode, shown_path, shown_text
+from meddenoise.dicom.series import ScanResult, SeriesInfo, SkippedFile, SliceRef
+from meddenoise.dicom.validate import HeaderError
+from meddenoise.dicom.walk import WRITER_TEMP_PREFIXES, walk
 from meddenoise.errors import SeriesError
 
 logger = logging.getLogger(__name__)
@@ -41,19 +55,20 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 """SOP class of (single-frame) CT Image Storage."""
 
 CT_SOP_CLASSES = frozenset({CT_IMAGE_STORAGE, ENHANCED_CT_STORAGE})
-MEDIA_DIRECTORY_STORAGE = "1.2.840.10008.1.3.10"
-NOT_DICOM = "not DICOM"
-NO_PIXEL_DATA = "no pixel data"
-_PIXEL_DATA_TAG = (0x7FE0, 0x0010)
-_LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT"})
-_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+__all__ = ["NOT_DICOM", "NO_PIXEL_DATA", "WRITER_TEMP_PREFIXES", "find_series", "select_series"]
+
+_Found = tuple[list[SliceRef], Problem | None]
 
 
-def find_series(root: Path) -> ScanResult:
+def find_series(root: Path, *, allow_gaps: bool = False) -> ScanResult:
     """Find and validate the CT series under ``root`` (a folder tree or a single file).
 
     Only headers are read (``stop_before_pixels``), so this is cheap. Files that are not DICOM,
-    not CT, a DICOMDIR, or whose pixel data is truncated are listed in ``skipped`` with the reason.
+    not CT, a DICOMDIR, not regular files, unreadable, or whose pixel data is truncated are listed
+    in ``skipped`` with the reason. A skipped file whose series is known leaves that series
+    incomplete, and a step where a slice is missing is a gap: both are fatal problems of the
+    series unless ``allow_gaps``, when they are only named.
 
     Raises
     ------
@@ -68,33 +83,34 @@ def find_series(root: Path) -> ScanResult:
     (1, 128, 128)
     """
     root = Path(root)
-    if not root.exists():
-        raise SeriesError(f"{root} does not exist")
-    paths = list(_walk(root))
-    if not paths:
-        raise SeriesError(f"no files in {root}")
+    try:
+        os.lstat(root)
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise SeriesError(f"{shown_path(root)} does not exist") from err
+    except OSError:
+        pass  # a path too long or unreadable: the walk reports it as skipped
     groups: dict[str, list[SliceRef]] = defaultdict(list)
-    dropped: dict[str, list[tuple[Path, str]]] = defaultdict(list)
-    without_pixels: set[Path] = set()
-    skipped: list[tuple[Path, str]] = []
-    for path in paths:
-        found = _scan_file(path)
-        if isinstance(found, _Skip):
-            skipped.append((path, found.reason))
-            if found.series_uid:
-                dropped[found.series_uid].append((path, found.reason))
+    file_problems: dict[Path, Problem] = {}
+    skipped: list[SkippedFile] = []
+    for path, issue in walk(root):
+        found = Skip(issue) if issue is not None else _scan_file(path)
+        if isinstance(found, Skip):
+            skipped.append(SkippedFile(path, found.problem, found.series_uid))
             continue
-        refs, has_pixels = found
-        if not has_pixels:
-            without_pixels.add(path)
-        groups[str(refs[0].header.SeriesInstanceUID)].extend(refs)
-    series = [
-        series_info_from(refs, without_pixels=frozenset(without_pixels), dropped=dropped.get(uid, ()))
-        for uid, refs in groups.items()
-    ]
+        refs, problem = found
+        if problem is not None:
+            file_problems[path] = problem
+        groups[_series_uid(refs[0].header)].extend(refs)
+    if not groups and not skipped:
+        raise SeriesError(f"no files in {shown_path(root)}")
+    series = _describe(groups, file_problems=file_problems, skipped=skipped, allow_gaps=allow_gaps)
     series.sort(key=lambda s: (s.study_uid, _series_number(s), s.series_uid))
-    logger.info("found %d CT series under %s (%d files skipped)", len(series), root, len(skipped))
-    return ScanResult(series=tuple(series), skipped=tuple(skipped))
+    logger.info("found %d CT series under %s (%d files skipped)", len(series), shown_path(root), len(skipped))
+    return ScanResult(
+        series=tuple(series),
+        skipped=tuple((s.path, s.problem.message) for s in skipped),
+        skipped_files=tuple(skipped),
+    )
 
 
 def select_series(scan: ScanResult, series_uids: Sequence[str] | None) -> tuple[SeriesInfo, ...]:
@@ -111,31 +127,19 @@ def select_series(scan: ScanResult, series_uids: Sequence[str] | None) -> tuple[
     if not series_uids:
         return scan.series
     by_uid = {s.series_uid: s for s in scan.series}
-    unknown = [uid for uid in series_uids if uid not in by_uid]
+    unknown = [shown_text(uid) for uid in series_uids if uid not in by_uid]
     if unknown:
-        valid = ", ".join(f"{s.series_uid} ({s.description or 'no description'})" for s in scan.series)
+        valid = ", ".join(
+            f"{s.series_uid} ({shown_text(s.description) or 'no description'})" for s in scan.series
+        )
         raise SeriesError(f"unknown series {', '.join(unknown)}; the CT series found are: {valid}")
     return tuple(by_uid[uid] for uid in dict.fromkeys(series_uids))
 
 
-WRITER_TEMP_PREFIXES = (".tmp-", ".old-")
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    if root.is_file():
-        yield root
-        return
-    for folder, dirs, files in os.walk(root):
-        # A writer's temporary or swapped-out folder is never a series a reader should see.
-        dirs[:] = sorted(d for d in dirs if not d.startswith(WRITER_TEMP_PREFIXES))
-        for name in sorted(files):
-            yield Path(folder) / name
-
-
 def _nothing_found(skipped: Sequence[tuple[Path, str]]) -> str:
-    place = os.path.commonpath([str(p.parent) for p, _ in skipped]) if skipped else "the input"
-    example = f"e.g. {skipped[0][0].name}: {skipped[0][1]}" if skipped else "none"
-    if all(reason == NOT_DICOM for _, reason in skipped):
+    place = _common_folder(skipped)
+    example = f"e.g. {shown_path(skipped[0][0].name)}: {skipped[0][1]}" if skipped else "none"
+    if skipped and all(reason == NOT_DICOM for _, reason in skipped):
         return f"no DICOM files in {place} ({len(skipped)} files skipped, {example})"
     modalities = sorted(
         {r.split(",")[0].removeprefix("modality ") for _, r in skipped if r.startswith("modality ")}
@@ -144,147 +148,117 @@ def _nothing_found(skipped: Sequence[tuple[Path, str]]) -> str:
     return f"no CT series in {place}: {found} ({len(skipped)} files skipped, {example})"
 
 
-@dataclass(frozen=True)
-class _Skip:
-    """Why a file is skipped, and its series when that is known (so the series can say so)."""
+def _common_folder(skipped: Sequence[tuple[Path, str]]) -> str:
+    try:
+        return shown_path(os.path.commonpath([str(p.parent) for p, _ in skipped]))
+    except ValueError:  # none, or a mix of absolute and relative paths
+        return "the input"
 
-    reason: str
-    series_uid: str = ""
 
+def _scan_file(path: Path) -> _Found | Skip:
+    """The CT slices in one file and its fatal problem (or None), or why the file is skipped.
 
-def _scan_file(path: Path) -> tuple[list[SliceRef], bool] | _Skip:
-    """The CT slices in one file and whether it has pixel data, or why the file is skipped."""
+    Nothing a file holds escapes as an exception: it becomes the reason the file is skipped.
+    """
     if path.name.upper() == "DICOMDIR":
-        return _Skip("DICOMDIR (a media directory, not an image)")
-    header = _read_header(path)
-    if isinstance(header, str):
-        return _Skip(header)
-    ds, pixel_issue = header
+        return Skip.of(ProblemCode.DICOMDIR, DICOMDIR_REASON)
+    with warnings_logged(path):  # pydicom converts (and warns about) values lazily, on access
+        header = read_header(path)
+        if isinstance(header, Skip):
+            return header
+        ds, pixel_issue = header
+        try:
+            return _slices_of(path, ds, pixel_issue)
+        except Exception as err:  # a value pydicom cannot convert, and the like: skip this file only
+            reason = " ".join(f"unusable DICOM header: {type(err).__name__}: {err}".split())
+            return Skip.of(ProblemCode.BAD_HEADER, shown_text(reason)[:300], _series_uid(ds))
+
+
+def _slices_of(path: Path, ds: Dataset, pixel_issue: str | None) -> _Found | Skip:
     reason = _not_ct_reason(ds)
     if reason:
-        return _Skip(reason)
-    uid = str(ds.SeriesInstanceUID)
+        return Skip.of(ProblemCode.NOT_CT, reason)
+    uid = _series_uid(ds)
     if pixel_issue not in (None, NO_PIXEL_DATA):
-        return _Skip(str(pixel_issue), uid)
-    frames: list[int | None] = [None]
-    if _sop_class(ds) == ENHANCED_CT_STORAGE:
-        frames = list(range(int(ds.get("NumberOfFrames") or 1)))
-    refs = []
-    for frame in frames:
-        try:
-            plane = plane_of(ds, frame)
-        except ValueError as err:
-            return _Skip(f"no usable geometry: {err}", uid)
-        ref = SliceRef(
-            path=path,
-            sop_instance_uid=_sop_instance(ds),
-            sop_class_uid=_sop_class(ds),
-            position_mm=plane.position_mm,
-            normal_offset_mm=normal_offset_mm(plane),
-            header=ds,
-            frame_index=frame,
-        )
-        refs.append(ref)
-    return refs, pixel_issue is None
-
-
-def _read_header(path: Path) -> tuple[Dataset, str | None] | str:
-    """Read a file's header; return it with a pixel-data issue (or None), or a skip reason."""
+        return Skip.of(ProblemCode.TRUNCATED, str(pixel_issue), uid)
     try:
-        with path.open("rb") as fp:
-            try:
-                ds = dcmread(fp, stop_before_pixels=True)
-            except InvalidDicomError:
-                if not _looks_like_raw_dicom(fp):
-                    return NOT_DICOM
-                fp.seek(0)
-                with warnings.catch_warnings():  # a probe: pydicom warns about whatever it guesses
-                    warnings.simplefilter("ignore")
-                    ds = dcmread(fp, stop_before_pixels=True, force=True)
-                if not _sop_class(ds):
-                    return NOT_DICOM
-            if ds.file_meta.get("MediaStorageSOPClassUID") == MEDIA_DIRECTORY_STORAGE:
-                return "DICOMDIR (a media directory, not an image)"
-            return ds, _pixel_data_issue(fp, ds, path.stat().st_size)
-    except (OSError, EOFError, ValueError, KeyError, struct.error) as err:
-        return f"unreadable DICOM header: {type(err).__name__}: {err}"
+        frames = _frames(ds)
+        refs = [_slice_ref(path, ds, frame) for frame in frames]
+    except HeaderError as err:
+        return Skip.of(ProblemCode.BAD_HEADER, f"no usable geometry: {err}", uid)
+    return refs, _file_problem(path, ds, frames, pixel_issue)
 
 
-def _looks_like_raw_dicom(fp: BinaryIO) -> bool:
-    """Whether a file without the DICM preamble starts like a bare DICOM stream (group 0002/0008)."""
-    fp.seek(0)
-    start = fp.read(6)
-    if len(start) < 6:
-        return False
-    group, element = struct.unpack("<HH", start[:4])
-    return group in (0x0002, 0x0008) and element <= 0x0020 and (start[4:6].isalpha() or start[5] == 0)
+def _frames(ds: Dataset) -> list[int | None]:
+    """The frames that are slices: [None] for single-frame CT, every frame of Enhanced CT."""
+    if sop_class(ds) != ENHANCED_CT_STORAGE:
+        return [None]
+    count = validate.frame_count(ds)
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or ()
+    if len(per_frame) != count:
+        raise HeaderError(
+            f"{validate.tag_label('NumberOfFrames')} = {validate.shown_value(ds.NumberOfFrames)} "
+            f"but {validate.tag_label('PerFrameFunctionalGroupsSequence')} has {len(per_frame)} items"
+        )
+    return list(range(count))
 
 
-def _pixel_data_issue(fp: BinaryIO, ds: Dataset, file_size: int) -> str | None:
-    """Check the PixelData element that follows the header (``fp`` sits at its tag).
+def _slice_ref(path: Path, ds: Dataset, frame: int | None) -> SliceRef:
+    plane = plane_of(ds, frame)
+    return SliceRef(
+        path=path,
+        sop_instance_uid=sop_instance(ds),
+        sop_class_uid=sop_class(ds),
+        position_mm=plane.position_mm,
+        normal_offset_mm=normal_offset_mm(plane),
+        header=ds,
+        frame_index=frame,
+    )
 
-    Returns None when it looks complete, NO_PIXEL_DATA when it is absent, or a "truncated"
-    reason when a native (uncompressed) element is shorter than Rows×Columns×frames demands.
-    Encapsulated (compressed) data is only checked when decoded.
-    """
-    syntax = ds.file_meta.get("TransferSyntaxUID")
-    if syntax == DeflatedExplicitVRLittleEndian:
-        return None
-    implicit, little = ds.original_encoding
-    endian = "<" if little in (True, None) else ">"
-    start = fp.read(8)
-    if len(start) < 8 or struct.unpack(endian + "HH", start[:4]) != _PIXEL_DATA_TAG:
-        return NO_PIXEL_DATA
-    if implicit:
-        length = struct.unpack(endian + "I", start[4:8])[0]
-    elif start[4:6] in _LONG_VRS:
-        length = struct.unpack(endian + "I", fp.read(4))[0]
-    else:
-        length = struct.unpack(endian + "H", start[6:8])[0]
-    available = file_size - fp.tell()
-    if length == _UNDEFINED_LENGTH:
-        return None if available > 0 else NO_PIXEL_DATA
-    if length == 0:
-        return NO_PIXEL_DATA
-    expected = _native_bytes(ds)
-    if min(length, available) < expected:
-        return f"pixel data truncated ({min(length, available)} of {expected} bytes)"
+
+def _file_problem(
+    path: Path, ds: Dataset, frames: Sequence[int | None], pixel_issue: str | None
+) -> Problem | None:
+    """What makes a placed file unusable (fatal for its series), or None."""
+    name = shown_path(path.name)
+    if pixel_issue == NO_PIXEL_DATA:
+        return Problem(ProblemCode.NO_PIXEL_DATA, f"{NO_PIXEL_DATA} in {name}", fatal=True)
+    try:
+        if frames == [None] and validate.frame_count(ds) > 1:
+            return Problem(
+                ProblemCode.MULTIFRAME,
+                f"{name}: {validate.tag_label('NumberOfFrames')} = "
+                f"{validate.shown_value(ds.NumberOfFrames)} in a CT Image Storage file; "
+                "multi-frame CT Image Storage is not supported",
+                fatal=True,
+            )
+        validate.check_pixel_module(ds)
+        for frame in frames:
+            validate.rescale_pair(*rescale_values(ds, frame))
+    except HeaderError as err:
+        return Problem(ProblemCode.BAD_HEADER, str(err.at(path.name)), fatal=True)
     return None
 
 
-def _native_bytes(ds: Dataset) -> int:
-    frames = int(ds.get("NumberOfFrames") or 1)
-    samples = int(ds.get("SamplesPerPixel") or 1)
-    bits = int(ds.get("BitsAllocated") or 16)
-    return (int(ds.get("Rows", 0)) * int(ds.get("Columns", 0)) * frames * samples * bits + 7) // 8
+def rescale_values(header: Dataset, frame_index: int | None) -> tuple[object, object]:
+    """RescaleSlope and RescaleIntercept of one slice or frame, as stored (unvalidated)."""
+    group = "PixelValueTransformationSequence"
+    return (
+        frame_attribute(header, frame_index, group, "RescaleSlope"),
+        frame_attribute(header, frame_index, group, "RescaleIntercept"),
+    )
 
 
-def _with_meta_fallback(ds: Dataset, keyword: str, meta_keyword: str) -> str:
-    """``ds.<keyword>``, or the file meta's ``<meta_keyword>`` when the former is empty.
-
-    Some de-identified files (the totalseg fixture) blank the dataset's SOP UIDs but keep them in
-    the file meta; the meta is then the only record of which instance this is.
-    """
-    value = str(ds.get(keyword, "") or "")
-    meta = getattr(ds, "file_meta", None)
-    if not value and meta is not None:
-        value = str(meta.get(meta_keyword, "") or "")
-    return value
-
-
-def _sop_class(ds: Dataset) -> str:
-    """SOPClassUID, or the file meta's MediaStorageSOPClassUID when the former is empty."""
-    return _with_meta_fallback(ds, "SOPClassUID", "MediaStorageSOPClassUID")
-
-
-def _sop_instance(ds: Dataset) -> str:
-    """SOPInstanceUID, or the file meta's MediaStorageSOPInstanceUID when the former is empty."""
-    return _with_meta_fallback(ds, "SOPInstanceUID", "MediaStorageSOPInstanceUID")
+def _series_uid(ds: Dataset) -> str:
+    try:
+        return str(ds.get("SeriesInstanceUID", "") or "")
+    except Exception:  # an unconvertible value: the series is unknown
+        return ""
 
 
 def _not_ct_reason(ds: Dataset) -> str | None:
-    sop = _sop_class(ds)
-    modality = str(ds.get("Modality", "") or "unknown")
+    sop = sop_class(ds)
+    modality = shown_text(str(ds.get("Modality", "") or "unknown"))
     if sop not in CT_SOP_CLASSES:
         if modality != "CT":
             return f"modality {modality}, not CT"
@@ -296,25 +270,98 @@ def _not_ct_reason(ds: Dataset) -> str | None:
     return None
 
 
+def _describe(
+    groups: dict[str, list[SliceRef]],
+    *,
+    file_problems: dict[Path, Problem],
+    skipped: list[SkippedFile],
+    allow_gaps: bool,
+) -> list[SeriesInfo]:
+    """A SeriesInfo per group; a group that cannot be described at all has its files skipped."""
+    series = []
+    for uid, refs in groups.items():
+        try:
+            series.append(_series(uid, refs, file_problems, skipped, allow_gaps))
+        except Exception as err:  # a last resort: one broken series never stops the others
+            words = " ".join(f"series cannot be described: {type(err).__name__}: {err}".split())
+            problem = Problem(ProblemCode.BAD_HEADER, shown_text(words)[:300])
+            skipped += [SkippedFile(path, problem, uid) for path in dict.fromkeys(r.path for r in refs)]
+    return series
+
+
+def _series(
+    uid: str,
+    refs: Sequence[SliceRef],
+    file_problems: dict[Path, Problem],
+    skipped: Sequence[SkippedFile],
+    allow_gaps: bool,
+) -> SeriesInfo:
+    """One series' SeriesInfo, with the problems of its files and the files of it that were skipped."""
+    paths = {r.path for r in refs}
+    return series_info_from(
+        refs,
+        dropped=[(s.path, s.problem.message) for s in skipped if s.series_uid and s.series_uid == uid],
+        file_problems=[p for path, p in file_problems.items() if path in paths],
+        allow_gaps=allow_gaps,
+    )
+
+
 def series_info_from(
     refs: Sequence[SliceRef],
     *,
     without_pixels: frozenset[Path] = frozenset(),
     dropped: Sequence[tuple[Path, str]] = (),
+    file_problems: Sequence[Problem] = (),
+    carried: Sequence[Problem] = (),
+    allow_gaps: bool = False,
 ) -> SeriesInfo:
     """Sort and validate the slices of one series and describe it.
 
-    ``without_pixels`` names files that have no pixel data (fatal); ``dropped`` lists files of
-    this series that were skipped (truncated, undecodable) with the reason, noted as problems.
+    ``without_pixels`` names files that have no pixel data (fatal); ``file_problems`` are other
+    problems of its files (fatal ones refuse the series); ``dropped`` lists files of this series
+    that were skipped (truncated, undecodable) with the reason: the series is then incomplete,
+    which is fatal unless ``allow_gaps`` (as are gaps). ``carried`` are problems found earlier
+    (kept as they are). A geometry that cannot be checked at all is a fatal problem, not an error.
     """
     refs = sort_along_normal(refs)
-    planes = [plane_of(r.header, r.frame_index) for r in refs]
-    geometry = check_geometry(refs, planes)
-    fatal = list(geometry.fatal_problems)
-    fatal += [f"{NO_PIXEL_DATA} in {describe(r)}" for r in refs if r.path in without_pixels]
-    notes = [f"{p.name} skipped: {reason}" for p, reason in dropped]
-    if fatal:
-        fatal += notes
+    geometry, plane = _geometry(refs, allow_gaps=allow_gaps)
+    no_pixels = [
+        Problem(ProblemCode.NO_PIXEL_DATA, f"{NO_PIXEL_DATA} in {describe(r)}", fatal=True)
+        for r in refs
+        if r.path in without_pixels
+    ]
+    incomplete = [
+        Problem(ProblemCode.INCOMPLETE, f"{shown_path(p.name)} skipped: {reason}", fatal=not allow_gaps)
+        for p, reason in dropped
+    ]
+    fatal = [*geometry.problems, *no_pixels, *file_problems, *carried, *incomplete]
+    named = [*carried, *incomplete, *geometry.problems]
+    issues = (*(p for p in fatal if p.fatal), *(p for p in named if not p.fatal))
+    return _info(refs, geometry, plane, issues=issues, allow_gaps=allow_gaps)
+
+
+def _geometry(refs: Sequence[SliceRef], *, allow_gaps: bool) -> tuple[Geometry, Plane]:
+    """Check the geometry; if that fails outright, a fatal BAD_GEOMETRY problem says why."""
+    try:
+        planes = [plane_of(r.header, r.frame_index) for r in refs]
+        return check_geometry(refs, planes, allow_gaps=allow_gaps), planes[0]
+    except Exception as err:  # nothing about one series' geometry may stop the scan
+        message = " ".join(f"geometry cannot be checked: {type(err).__name__}: {err}".split())
+        problem = Problem(ProblemCode.BAD_GEOMETRY, shown_text(message)[:300], fatal=True)
+        first = refs[0].header
+        rows, columns = (_int_or_zero(first.get(k)) for k in ("Rows", "Columns"))
+        plane = Plane(refs[0].position_mm, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), rows, columns, (1.0, 1.0))
+        return Geometry(slice_step_mm=1.0, tilt_deg=0.0, problems=(problem,)), plane
+
+
+def _info(
+    refs: Sequence[SliceRef],
+    geometry: Geometry,
+    plane: Plane,
+    *,
+    issues: tuple[Problem, ...],
+    allow_gaps: bool,
+) -> SeriesInfo:
     first = refs[0].header
     kernel = frame_attribute(first, refs[0].frame_index, "CTReconstructionSequence", "ConvolutionKernel")
     return SeriesInfo(
@@ -324,14 +371,23 @@ def series_info_from(
         description=str(first.get("SeriesDescription", "")),
         modality=str(first.get("Modality", "CT")),
         kernel="\\".join(kernel) if isinstance(kernel, MultiValue) else str(kernel or ""),
-        shape=(len(refs), planes[0].rows, planes[0].columns),
-        spacing_mm=(geometry.slice_step_mm, *planes[0].pixel_spacing_mm),
-        orientation=planes[0].orientation,
-        slices=refs,
+        shape=(len(refs), plane.rows, plane.columns),
+        spacing_mm=(geometry.slice_step_mm, *plane.pixel_spacing_mm),
+        orientation=plane.orientation,
+        slices=tuple(refs),
         tilt_deg=geometry.tilt_deg,
-        problems=(*notes, *geometry.problems),
-        fatal_problems=tuple(fatal),
+        problems=tuple(p.message for p in issues if not p.fatal),
+        fatal_problems=tuple(p.message for p in issues if p.fatal),
+        issues=issues,
+        gaps_allowed=allow_gaps,
     )
+
+
+def _int_or_zero(value: object) -> int:
+    try:
+        return max(0, int(value))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
 
 
 def _series_number(info: SeriesInfo) -> int:

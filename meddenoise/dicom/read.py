@@ -18,9 +18,14 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
-from meddenoise.dicom.discover import series_info_from
-from meddenoise.dicom.geometry import describe, frame_attribute
+from meddenoise.dicom import validate
+from meddenoise.dicom.discover import rescale_values, series_info_from
+from meddenoise.dicom.geometry import describe
+from meddenoise.dicom.header import warnings_logged
+from meddenoise.dicom.problems import ProblemCode, shown_path, shown_text
 from meddenoise.dicom.series import CTSeries, SeriesInfo, SliceRef
+from meddenoise.dicom.validate import MAX_DECODED_BYTES, MAX_VOLUME_BYTES, HeaderError, TooLargeError
+from meddenoise.dicom.walk import open_regular
 from meddenoise.errors import SeriesError
 
 logger = logging.getLogger(__name__)
@@ -28,18 +33,28 @@ logger = logging.getLogger(__name__)
 StoredArray = npt.NDArray[np.integer]
 
 
-def read_series(info: SeriesInfo, *, progress: Callable[[int], None] | None = None) -> CTSeries:
+def read_series(
+    info: SeriesInfo,
+    *,
+    progress: Callable[[int], None] | None = None,
+    max_decoded_bytes: int = MAX_DECODED_BYTES,
+    max_volume_bytes: int = MAX_VOLUME_BYTES,
+) -> CTSeries:
     """Decode the slices of ``info`` into HU (float32, shaped (slices, rows, columns)).
 
     ``progress`` is called with 1 after each slice is decoded (so ``tqdm.update`` fits). A file
-    whose pixels cannot be decoded is left out when the series stays complete without it (no gap);
-    it is then named in ``CTSeries.info.problems``.
+    whose pixels cannot be decoded makes the series incomplete, which is an error unless the
+    series was found with ``allow_gaps=True``: the file is then left out when no gap results, and
+    named in ``CTSeries.info.problems``. Before anything is decoded or allocated, each file's
+    declared pixel size is checked against ``max_decoded_bytes`` and the volume against
+    ``max_volume_bytes``; each slice's rescale is validated, and HU that no CT can hold are refused.
 
     Raises
     ------
     SeriesError
-        When ``info`` has fatal problems, a transfer syntax has no decoder here, or an
-        undecodable file leaves a gap. The message is one line naming the series or file.
+        When ``info`` has fatal problems, a transfer syntax has no decoder here, a file is too
+        large, a rescale value or the decoded HU are impossible, or an undecodable file leaves the
+        series incomplete. The message is one line naming the series or file.
 
     Examples
     --------
@@ -52,19 +67,18 @@ def read_series(info: SeriesInfo, *, progress: Callable[[int], None] | None = No
     if info.fatal_problems:
         raise SeriesError(f"series {info.series_uid}: {'; '.join(info.fatal_problems)}")
     _check_decoders(info.slices)
+    _check_sizes(info, max_decoded_bytes=max_decoded_bytes, max_volume_bytes=max_volume_bytes)
     hu = np.empty(info.shape, dtype=np.float32)
     mask = np.zeros(info.shape, dtype=np.bool_)
     cache: dict[Path, StoredArray] = {}
     failed: dict[Path, str] = {}
     for index, ref in enumerate(info.slices):
         try:
-            stored = _stored_frame(ref, info.shape[1:], cache)
+            stored = _stored_frame(ref, info.shape[1:], cache, limit=max_decoded_bytes)
         except _DecodeError as err:
             failed[ref.path] = str(err)
             continue
-        slope, intercept = _rescale(ref)
-        hu[index] = (stored.astype(np.float64) * slope + intercept).astype(np.float32)
-        mask[index] = _padding_mask(stored, ref.header)
+        hu[index], mask[index] = _hu_of(ref, stored)
         if progress is not None:
             progress(1)
     has_padding = any("PixelPaddingValue" in r.header for r in info.slices)
@@ -92,11 +106,11 @@ def _check_decoders(refs: Sequence[SliceRef]) -> None:
             decoder = get_decoder(syntax)
         except NotImplementedError as err:
             raise SeriesError(
-                f"{ref.path}: cannot decode transfer syntax {label}: no decoder exists"
+                f"{shown_path(ref.path)}: cannot decode transfer syntax {label}: no decoder exists"
             ) from err
         if not decoder.is_available:
             needs = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
-            raise SeriesError(f"{ref.path}: cannot decode transfer syntax {label}: needs {needs}")
+            raise SeriesError(f"{shown_path(ref.path)}: cannot decode transfer syntax {label}: needs {needs}")
 
 
 def _transfer_syntax(header: Dataset) -> UID:
@@ -105,17 +119,29 @@ def _transfer_syntax(header: Dataset) -> UID:
     return UID(syntax) if syntax else ImplicitVRLittleEndian
 
 
-def _stored_frame(ref: SliceRef, shape: tuple[int, int], cache: dict[Path, StoredArray]) -> StoredArray:
+def _check_sizes(info: SeriesInfo, *, max_decoded_bytes: int, max_volume_bytes: int) -> None:
+    """Refuse, before allocating anything, a file that declares too many pixels, or the volume."""
+    checked: set[Path] = set()
+    for ref in info.slices:
+        if ref.path not in checked:
+            checked.add(ref.path)
+            try:
+                validate.check_declared_size(ref.header, limit=max_decoded_bytes)
+            except HeaderError as err:
+                raise err.at(ref.path) from err
+    try:
+        validate.check_volume_size(info.shape, limit=max_volume_bytes)
+    except TooLargeError as err:
+        raise TooLargeError(f"series {info.series_uid}: {err}") from err
+
+
+def _stored_frame(
+    ref: SliceRef, shape: tuple[int, int], cache: dict[Path, StoredArray], *, limit: int
+) -> StoredArray:
     """The stored values of one slice (decoding a multi-frame file once)."""
     if ref.path not in cache:
-        try:
-            ds = dcmread(ref.path)
-            pixels = ds.pixel_array
-        except Exception as err:  # decoders raise assorted types for corrupt data; name the file
-            raise _DecodeError(
-                f"cannot decode pixel data ({type(err).__name__}: {err})".splitlines()[0]
-            ) from err
-        frames = int(ds.get("NumberOfFrames") or 1)
+        with warnings_logged(ref.path):
+            pixels, frames = _decode(ref, limit=limit)
         pixels = pixels.reshape(frames, *pixels.shape[-2:]) if pixels.ndim == len(shape) else pixels
         if pixels.shape[1:] != shape:
             raise _DecodeError(f"decoded shape {pixels.shape[1:]} is not {shape}")
@@ -124,13 +150,36 @@ def _stored_frame(ref: SliceRef, shape: tuple[int, int], cache: dict[Path, Store
     return cache[ref.path][ref.frame_index or 0]
 
 
-def _rescale(ref: SliceRef) -> tuple[float, float]:
-    group = "PixelValueTransformationSequence"
-    slope = frame_attribute(ref.header, ref.frame_index, group, "RescaleSlope")
-    intercept = frame_attribute(ref.header, ref.frame_index, group, "RescaleIntercept")
-    return (1.0 if slope in (None, "") else float(slope)), (
-        0.0 if intercept in (None, "") else float(intercept)
-    )
+def _decode(ref: SliceRef, *, limit: int) -> tuple[StoredArray, int]:
+    """Read a whole file and decode its pixels, re-checking its declared size (it may have changed)."""
+    try:
+        with open_regular(ref.path) as fp:
+            ds = dcmread(fp)
+    except Exception as err:  # a file replaced or damaged since discovery: it cannot be decoded
+        raise _DecodeError(_why("cannot read", err)) from err
+    try:
+        validate.check_declared_size(ds, limit=limit)
+        return ds.pixel_array, validate.frame_count(ds)
+    except TooLargeError as err:
+        raise err.at(ref.path) from err
+    except Exception as err:  # decoders raise assorted types for corrupt data; name the file
+        raise _DecodeError(_why("cannot decode pixel data", err)) from err
+
+
+def _why(what: str, err: BaseException) -> str:
+    return shown_text(f"{what} ({type(err).__name__}: {err})".splitlines()[0])
+
+
+def _hu_of(ref: SliceRef, stored: StoredArray) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """HU of one slice (its own validated rescale, in float32) and its padding mask."""
+    try:
+        rescale = validate.rescale_pair(*rescale_values(ref.header, ref.frame_index))
+        hu = (stored.astype(np.float64) * rescale[0] + rescale[1]).astype(np.float32)
+        mask = _padding_mask(stored, ref.header)
+        validate.check_hu_range(hu, mask, header=ref.header, rescale=rescale)
+    except HeaderError as err:
+        raise err.at(describe(ref)) from err
+    return hu, mask
 
 
 def _padding_mask(stored: StoredArray, header: Dataset) -> npt.NDArray[np.bool_]:
@@ -157,13 +206,23 @@ def _as_stored(value: int, *, bits: int, signed: bool) -> int:
 
 
 def _without(info: SeriesInfo, failed: dict[Path, str]) -> SeriesInfo:
-    """Re-validate the series without the files that failed to decode; raise if now incomplete."""
+    """Re-validate the series without the files that failed to decode; raise if now unusable.
+
+    Unless the series was found with ``allow_gaps``, a file left out makes it incomplete (fatal).
+    """
     names = ", ".join(f"{describe(r)}" for r in info.slices if r.path in failed)
     remaining = [r for r in info.slices if r.path not in failed]
     if not remaining:
         path, reason = next(iter(failed.items()))
-        raise SeriesError(f"series {info.series_uid}: no slice could be decoded ({path}: {reason})")
-    reduced = series_info_from(remaining, dropped=[(p, reason) for p, reason in failed.items()])
+        raise SeriesError(
+            f"series {info.series_uid}: no slice could be decoded ({shown_path(path)}: {reason})"
+        )
+    reduced = series_info_from(
+        remaining,
+        dropped=list(failed.items()),
+        carried=[p for p in info.issues if p.code == ProblemCode.INCOMPLETE],
+        allow_gaps=info.gaps_allowed,
+    )
     if reduced.fatal_problems:
         raise SeriesError(f"series {info.series_uid}: {'; '.join(reduced.fatal_problems)}")
     logger.warning("series %s: left out %s (%s)", info.series_uid, names, "; ".join(failed.values()))

@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 
+from meddenoise.dicom.problems import Problem, ProblemCode
+
 
 @dataclass(frozen=True)
 class SliceRef:
@@ -38,8 +40,11 @@ class SeriesInfo:
 
     Arrays follow numpy order: ``shape`` is (slices, rows, columns) and
     ``spacing_mm`` is (slice step along the normal, row spacing, column spacing).
-    ``problems`` lists issues found by validation in words (gap, gantry tilt, ...); a series with
-    fatal problems is still listed by ``meddenoise info`` but refused by ``read_series``.
+    ``problems`` and ``fatal_problems`` list what validation found, in words (gap, gantry tilt,
+    ...); a series with fatal problems is still listed by ``meddenoise info`` but refused by
+    ``read_series``. ``issues`` holds the same problems with their ``ProblemCode``, for code to
+    test (``has_problem``) instead of matching text. ``gaps_allowed`` records that the series was
+    found with ``allow_gaps=True``, so ``read_series`` may leave out a slice it cannot decode.
     """
 
     series_uid: str
@@ -55,6 +60,25 @@ class SeriesInfo:
     tilt_deg: float = 0.0
     problems: tuple[str, ...] = ()
     fatal_problems: tuple[str, ...] = ()
+    issues: tuple[Problem, ...] = ()
+    gaps_allowed: bool = False
+
+    @property
+    def problem_codes(self) -> frozenset[ProblemCode]:
+        """The codes of all problems, fatal or not."""
+        return frozenset(p.code for p in self.issues)
+
+    def has_problem(self, code: ProblemCode, *, fatal: bool | None = None) -> bool:
+        """Whether a problem with ``code`` was found (only fatal ones, or only named ones, if asked).
+
+        Examples
+        --------
+        >>> from pydicom import examples
+        >>> from meddenoise.dicom import find_series
+        >>> find_series(examples.get_path("ct")).series[0].has_problem(ProblemCode.TILT)
+        False
+        """
+        return any(p.code == code and (fatal is None or p.fatal == fatal) for p in self.issues)
 
     @property
     def origin_mm(self) -> tuple[float, float, float]:
@@ -87,8 +111,22 @@ class CTSeries:
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A file (or folder) that discovery skipped: why, and its series when that is known."""
+
+    path: Path
+    problem: Problem
+    series_uid: str = ""
+
+
+@dataclass(frozen=True)
 class ScanResult:
-    """What a folder walk found: the CT series, and the files it skipped with the reason."""
+    """What a folder walk found: the CT series, and the files it skipped with the reason.
+
+    ``skipped`` pairs each skipped path with the reason in words; ``skipped_files`` says the same
+    with a ``ProblemCode`` and the series the file belonged to, when known.
+    """
 
     series: tuple[SeriesInfo, ...]
     skipped: tuple[tuple[Path, str], ...] = field(default=())
+    skipped_files: tuple[SkippedFile, ...] = field(default=())

@@ -24,6 +24,7 @@ from meddenoise.dicom.derive import (
     SMOOTHING,
     Derivation,
     DerivationCode,
+    DerivedIdentity,
     derive_slice,
     derived_identity,
     hu_to_stored,
@@ -91,6 +92,7 @@ def write_derived_series(
     padding_mask: npt.NDArray[np.bool_] | None = None,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    identity: DerivedIdentity | None = None,
 ) -> Path:
     """Write ``hu`` as a new derived series of ``source`` and return its folder.
 
@@ -110,6 +112,9 @@ def write_derived_series(
         Replace an existing series folder of the same name (atomically).
     progress
         Called with 1 after each slice is written (fits ``tqdm.update``).
+    identity
+        The new series' UIDs (:func:`derived_identity`), when the caller needs to know them
+        without reading the files back; None makes new ones.
 
     Raises
     ------
@@ -129,7 +134,10 @@ def write_derived_series(
     final = derived_series_folder(out_dir=out_dir, source=source, derivation=derivation)
     for parent in {ref.path.parent for ref in source.slices}:
         check_output_location(input_root=parent, out_dir=final)
-    datasets = _derived_datasets(source=source, hu=hu, padding_mask=padding_mask, derivation=derivation)
+    identity = identity or derived_identity(source=source, derivation=derivation)
+    datasets = _derived_datasets(
+        source=source, hu=hu, padding_mask=padding_mask, derivation=derivation, identity=identity
+    )
     write_series_files(
         datasets=datasets, count=len(source.slices), final=final, overwrite=overwrite, progress=progress
     )
@@ -154,8 +162,8 @@ def _derived_datasets(
     hu: npt.NDArray[np.floating],
     padding_mask: npt.NDArray[np.bool_] | None,
     derivation: Derivation,
+    identity: DerivedIdentity,
 ) -> Iterator[Dataset]:
-    identity = derived_identity(source=source, derivation=derivation)
     for index, ref in enumerate(source.slices):
         stored = hu_to_stored(
             hu=hu[index],

@@ -22,13 +22,12 @@ import numpy.typing as npt
 import SimpleITK as sitk
 
 from meddenoise.errors import SeriesError
+from meddenoise.tolerances import TILT_TOLERANCE_DEG
 from meddenoise.volume.image import CTVolume, from_sitk
 from meddenoise.volume.io import PixelType, write_volume
 
 logger = logging.getLogger(__name__)
 
-TILT_TOLERANCE_DEG = 0.1
-"""Smaller angles between the slice normal and the slice-to-slice line are not tilt."""
 
 _IMAGE_POSITION = "0020|0032"
 

@@ -1,0 +1,89 @@
+"""Recover a broken file's SeriesInstanceUID without pydicom, so its series knows it lost a slice.
+
+When pydicom cannot parse a header (sequences nested thousands deep, a corrupt element), the
+file is skipped; but if its SeriesInstanceUID can still be found, its series is marked incomplete
+instead of silently shrinking. This walks the top-level elements iteratively (nesting is counted,
+never recursed into) and stops at the first top-level tag past SeriesInstanceUID.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import BinaryIO
+
+from pydicom.uid import UID
+
+from meddenoise.dicom.derive import is_valid_uid
+
+MAX_SCAN_BYTES = 64 * 1024**2
+"""Header bytes read at most when looking for the SeriesInstanceUID of a broken file."""
+
+SERIES_INSTANCE_UID_TAG = 0x0020000E
+LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT"})
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def series_uid_of_broken(fp: BinaryIO) -> str:
+    """The SeriesInstanceUID of a file pydicom could not parse, or "" when it cannot be found."""
+    try:
+        start, implicit, little = _dataset_start(fp)
+        fp.seek(start)
+        data = fp.read(MAX_SCAN_BYTES)
+        value = _top_level_value(data, SERIES_INSTANCE_UID_TAG, implicit=implicit, little=little)
+    except (OSError, ValueError, EOFError, struct.error, KeyError, TypeError):
+        return ""
+    uid = value.rstrip(b"\x00 ").decode("ascii", "replace") if value else ""
+    return uid if is_valid_uid(uid) else ""
+
+
+def _dataset_start(fp: BinaryIO) -> tuple[int, bool, bool]:
+    """Where the dataset starts after the file meta, and its encoding (implicit VR, little endian)."""
+    fp.seek(128)
+    if fp.read(4) != b"DICM":
+        return 0, False, True
+    syntax = UID("1.2.840.10008.1.2.1")
+    while True:  # the group 0002 elements, always explicit VR little endian
+        position = fp.tell()
+        head = fp.read(8)
+        if len(head) < 8 or struct.unpack("<H", head[:2])[0] != 0x0002:
+            break
+        long_vr = head[4:6] in LONG_VRS
+        length = struct.unpack("<I", fp.read(4))[0] if long_vr else struct.unpack("<H", head[6:8])[0]
+        value = fp.read(length)
+        if struct.unpack("<H", head[2:4])[0] == 0x0010:
+            syntax = UID(value.rstrip(b"\x00 ").decode("ascii", "replace"))
+    if syntax.is_deflated or not syntax.is_transfer_syntax:
+        raise ValueError("no raw scan for this transfer syntax")
+    return position, syntax.is_implicit_VR, syntax.is_little_endian
+
+
+def _top_level_value(data: bytes, tag: int, *, implicit: bool, little: bool) -> bytes | None:
+    """The value of top-level ``tag`` in an encoded dataset, counting nesting without recursion."""
+    order = "<" if little else ">"
+    pos, depth = 0, 0
+    while pos + 8 <= len(data) and depth >= 0:
+        group, element = struct.unpack_from(order + "HH", data, pos)
+        if group == 0xFFFE:  # item and delimiters: tag and a 4-byte length, no VR
+            length = struct.unpack_from(order + "I", data, pos + 4)[0]
+            pos += 8
+            if element != 0xE000:
+                depth -= 1
+            elif length == UNDEFINED_LENGTH:
+                depth += 1
+            else:
+                pos += length
+            continue
+        if implicit:
+            length, pos = struct.unpack_from(order + "I", data, pos + 4)[0], pos + 8
+        elif data[pos + 4 : pos + 6] in LONG_VRS:
+            length, pos = struct.unpack_from(order + "I", data, pos + 8)[0], pos + 12
+        else:
+            length, pos = struct.unpack_from(order + "H", data, pos + 6)[0], pos + 8
+        current = group << 16 | element
+        if depth == 0 and current >= tag:
+            return data[pos : pos + length] if current == tag and length != UNDEFINED_LENGTH else None
+        if length == UNDEFINED_LENGTH:
+            depth += 1
+        else:
+            pos += length
+    return None
