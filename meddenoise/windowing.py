@@ -16,6 +16,20 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.floating]
 BELOW_RANGE_MARGIN_HU = 500.0  # air noise below the range edge stays well inside this even at 10 % dose
 
+NOISE_MAP_SCALE_HU = 100.0  # a noise-level map holds SD / this: 0.05-1 for 5-100 HU, like the image units
+
+
+def noise_map_unit(sd_hu: FloatArray | float) -> npt.NDArray[np.float32]:
+    """Noise SD in HU → the value a noise-conditioned network's noise-level channel holds.
+
+    Examples
+    --------
+    >>> float(noise_map_unit(25.0))
+    0.25
+    """
+    return (np.asarray(sd_hu, dtype=np.float32) / np.float32(NOISE_MAP_SCALE_HU)).astype(np.float32)
+
+
 WindowName = Literal["abdomen", "lung", "bone", "brain", "full", "chest-ldct", "abdomen-ldct", "head-ldct"]
 
 

@@ -139,6 +139,11 @@ class ModelCard:
         except (TypeError, ValueError) as err:
             raise ValueError(f"architecture_kwargs and training_config must be plain JSON: {err}") from err
 
+    @property
+    def noise_conditioned(self) -> bool:
+        """Whether the network takes a noise-level map as its last input channel."""
+        return bool(self.architecture_kwargs.get("noise_channel", False))
+
     def pixel_size_warning(self, pixel_mm: float) -> str | None:
         """One line when ``pixel_mm`` lies outside the training pixel sizes (beyond
         :data:`PIXEL_TOLERANCE`), else None; always None for a card that does not record them.
@@ -212,7 +217,8 @@ def card_markdown(card: ModelCard) -> str:
         "",
         "## Architecture",
         f"- `{card.architecture}` with arguments `{json.dumps(card.architecture_kwargs, sort_keys=True)}`",
-        f"- input: {dims}",
+        f"- input: {dims}"
+        + ("; plus a noise-level map (the input's noise SD in HU / 100)" if card.noise_conditioned else ""),
         f"- input range and normalisation: HU clipped to [{r.lower_hu:g}, {r.upper_hu:g}], "
         f"unit = (HU - {r.offset_hu:g}) / {r.scale_hu:g}; HU above the range, or more than "
         f"{BELOW_RANGE_MARGIN_HU:g} below it (padding), pass through unchanged",

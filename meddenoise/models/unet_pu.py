@@ -5,6 +5,9 @@ convolution runs on a quarter of the pixels. A U-Net with GroupNorm-free, BatchN
 convolutions (batch-size independent) predicts the noise in that space, pixel-shuffle brings it
 back, and the output is the centre input slice minus the noise. Any H, W works: the input is
 padded to a multiple of the total downsampling factor and the output cropped back.
+
+With ``noise_channel`` the input carries one more channel after the slices: a map of the input's
+noise level (FFDNet's idea), so one network can remove as much noise as each scan holds.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ class UNetPU(nn.Module):
         Feature channels per U-Net level; each level after the first halves the resolution.
     unshuffle
         Pixel-unshuffle factor applied first.
+    noise_channel
+        Expect one extra input channel after the slices: the noise-level map (see
+        :func:`meddenoise.windowing.noise_map_unit`).
 
     Examples
     --------
@@ -47,16 +53,22 @@ class UNetPU(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int = 1, channels: Sequence[int] = (32, 64, 128), unshuffle: int = 2
+        self,
+        *,
+        in_channels: int = 1,
+        channels: Sequence[int] = (32, 64, 128),
+        unshuffle: int = 2,
+        noise_channel: bool = False,
     ) -> None:
         super().__init__()
         chans = [int(c) for c in channels]
         if in_channels < 1 or unshuffle < 1 or not chans or min(chans) < 1:
             raise ValueError(f"UNetPU needs positive sizes, got {in_channels=}, {channels=}, {unshuffle=}")
         self.in_channels = in_channels
+        self.noise_channel = bool(noise_channel)
         self.unshuffle = unshuffle
         self.factor = unshuffle * 2 ** (len(chans) - 1)
-        stem = in_channels * unshuffle**2
+        stem = (in_channels + self.noise_channel) * unshuffle**2
         self.encoders = nn.ModuleList(_block(a, b) for a, b in zip([stem, *chans[:-1]], chans, strict=True))
         self.downs = nn.ModuleList(nn.Conv2d(c, c, 2, stride=2) for c in chans[:-1])
         self.ups = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, stride=2) for a, b in itertools.pairwise(chans))
@@ -64,7 +76,7 @@ class UNetPU(nn.Module):
         self.head = nn.Conv2d(chans[0], unshuffle**2, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Denoise ``x`` of shape (N, in_channels, H, W) into (N, 1, H, W)."""
+        """Denoise ``x`` of shape (N, in_channels [+ 1 noise map], H, W) into (N, 1, H, W)."""
         height, width = x.shape[-2:]
         padded = _pad_to_multiple(x, self.factor)
         out = F.pixel_unshuffle(padded, self.unshuffle)

@@ -206,6 +206,8 @@ def train(
             network_range=network_range(recipe),
             body_threshold_hu=t.body_threshold_hu,
             seed=t.seed,
+            noise_channel=bool(recipe.model.kwargs.get("noise_channel", False)),
+            context_dropout=t.context_dropout,
         )
         network = initial_network(recipe).to(device)
         baseline = input_scores(data.validation_runs)
