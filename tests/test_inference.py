@@ -231,3 +231,50 @@ def test_cuda_without_gpu_is_a_device_error() -> None:
         resolve_device("cuda")
     with pytest.raises(DeviceError):
         denoise_volume(_volume(1, 8, 8), model=_model(Scale(1.0)), settings=_settings(device="cuda:0"))
+
+
+class RecordsBatches(nn.Module):
+    """Identity that records how many windows each forward pass gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.shape[0])
+        return x
+
+
+class NeedsMultiple(Scale):
+    """A network that declares it needs tiles of a multiple of 16."""
+
+    tile_multiple = 16
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the automatic batch differs on CUDA")
+def test_batch_size_none_means_four_windows_a_pass_on_cpu() -> None:
+    network = RecordsBatches()
+    volume = _volume(slices=1, rows=150, cols=170)  # 64² windows, overlap 0.25: 12 windows
+    out = denoise_volume(volume, model=_model(network), settings=_settings(batch_size=None))
+    np.testing.assert_allclose(out, volume, rtol=1e-6, atol=1e-4)
+    assert InferenceSettings().batch_size is None
+    assert network.batches == [4, 4, 4]
+
+
+def test_a_tile_the_network_cannot_take_is_refused_in_one_line() -> None:
+    volume = _volume(slices=1, rows=150, cols=170)
+    model = _model(NeedsMultiple(1.0))
+    np.testing.assert_allclose(
+        denoise_volume(volume, model=model, settings=_settings(roi=(64, 32))), volume, rtol=1e-6, atol=1e-4
+    )
+    with pytest.raises(ValueError, match=r"^tile 60x64 \(window 60x64 .*\) must be a multiple of 16"):
+        denoise_volume(volume, model=model, settings=_settings(roi=(60, 64)))
+    small = _volume(slices=1, rows=40, cols=40)  # a tile larger than the image shrinks to it: 40x40
+    with pytest.raises(ValueError, match=r"window 40x40 on this image"):
+        denoise_volume(small, model=model, settings=_settings(roi=(64, 64)))
+
+
+@pytest.mark.parametrize("roi", [(0, 64), (-8, 64), (64, 0), (64.0, 64)])
+def test_tile_must_be_positive_integers(roi: tuple[object, object]) -> None:
+    with pytest.raises(ValueError, match="roi must be two positive integers"):
+        _settings(roi=roi)

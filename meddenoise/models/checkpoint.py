@@ -1,9 +1,13 @@
-"""The checkpoint format: one ``.pt`` file of plain types and tensors, plus its card as JSON.
+"""The checkpoint formats: one ``.pt`` file of plain types and tensors, plus its card as JSON.
 
 A checkpoint is ``{"format": "meddenoise-checkpoint/1", "card": card.to_dict(), "state_dict": ...}``
 saved with ``torch.save`` and read with ``torch.load(weights_only=True)``. The card's
 ``weights_sha256`` covers the state dict in a canonical order, so a corrupt or modified file is
 refused. Shipped models live in the package folder ``meddenoise/models/weights/<name>.pt``.
+
+An ``.onnx`` file (see :mod:`meddenoise.models.onnx_format`) is the other format: the network
+exported for ONNX Runtime, its card in the ONNX metadata. :func:`load_model` reads both, and finds
+shipped ONNX variants by name too (``weights/<name>.onnx``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -43,14 +47,22 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "meddenoise-checkpoint/1"
 DEFAULT_MODEL_NAME = "unet-pu-v1"
 CARD_SUFFIX = ".card.json"
+SUFFIXES = (".pt", ".onnx")
+
+Runtime = Literal["torch", "onnx"]
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A network ready to run (eval mode) and the card that says how."""
+    """A network ready to run (eval mode), the card that says how, and what runs it.
+
+    ``runtime`` is ``"torch"`` for a torch module, ``"onnx"`` for an
+    :class:`~meddenoise.models.onnx_format.OnnxNetwork` (ONNX Runtime behind a torch module).
+    """
 
     network: nn.Module
     card: ModelCard
+    runtime: Runtime = "torch"
 
 
 def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -112,8 +124,8 @@ def save_checkpoint(*, network: nn.Module, card: ModelCard, path: Path) -> Model
     _check_card_describes(card, state_dict)
     card = dataclasses.replace(card, weights_sha256=weights_sha256(state_dict))
     payload = {"format": CHECKPOINT_FORMAT, "card": card.to_dict(), "state_dict": state_dict}
-    _write_atomically(path, lambda handle: torch.save(payload, handle))
-    _write_atomically(card_path(path), lambda handle: handle.write(card.to_json().encode()))
+    write_atomically(path, lambda handle: torch.save(payload, handle))
+    write_atomically(card_path(path), lambda handle: handle.write(card.to_json().encode()))
     logger.info("saved checkpoint %s (%s, sha256 %s)", path, card.architecture, card.weights_sha256)
     return card
 
@@ -127,7 +139,8 @@ def _check_card_describes(card: ModelCard, state_dict: dict[str, torch.Tensor]) 
         raise ValueError(f"card {card.name!r} does not describe this network: {first}") from err
 
 
-def _write_atomically(path: Path, write: Any) -> None:
+def write_atomically(path: Path, write: Any) -> None:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -145,13 +158,14 @@ def _weights_folder() -> Traversable:
 
 
 def shipped_models() -> list[ModelCard]:
-    """The cards of the models shipped in ``meddenoise/models/weights/`` (read from JSON only)."""
+    """The cards of the models shipped in ``meddenoise/models/weights/`` (read from JSON only):
+    torch checkpoints (``<name>.pt``) and ONNX variants (``<name>.onnx``)."""
     folder = _weights_folder()
     if not folder.is_dir():
         return []
     cards = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".pt" + CARD_SUFFIX):
+        if entry.name.endswith(tuple(suffix + CARD_SUFFIX for suffix in SUFFIXES)):
             try:
                 cards.append(ModelCard.from_json(entry.read_text(encoding="utf-8")))
             except ValueError as err:
@@ -162,14 +176,19 @@ def shipped_models() -> list[ModelCard]:
 def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a shipped model by name or a checkpoint by path; verify it; return it in eval mode.
 
-    A ``Path``, or a string that names an existing file, ends in ``.pt`` or contains a path
-    separator, is a path; anything else is a shipped model name.
+    A ``Path``, or a string that names an existing file, ends in ``.pt`` or ``.onnx`` or contains
+    a path separator, is a path; anything else is a shipped model name (``weights/<name>.pt`` or
+    ``weights/<name>.onnx``). An ``.onnx`` file runs on ONNX Runtime (the ``onnx`` extra); its
+    provider and threads are chosen when inference binds it to a device, so ``device`` applies to
+    torch checkpoints only.
 
     Raises
     ------
     CheckpointError
         Missing file, not a meddenoise checkpoint, unknown architecture, checksum mismatch, or an
         unknown model name.
+    MissingExtraError
+        An ``.onnx`` file without onnxruntime and onnx installed.
 
     Examples
     --------
@@ -179,6 +198,10 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu") 
     meddenoise.errors.CheckpointError: unknown model 'no-such-model'; ...
     """
     path = _resolve(name_or_path)
+    if path.suffix == ".onnx":
+        from meddenoise.models.onnx_format import load_onnx
+
+        return load_onnx(path)
     state_dict, card = _read_checkpoint(path)
     network = _build(path, card, state_dict)
     network.to(device).eval()
@@ -188,17 +211,18 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device = "cpu") 
 
 def _resolve(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
-    if isinstance(name_or_path, Path) or os.sep in text or "/" in text or text.endswith(".pt"):
+    if isinstance(name_or_path, Path) or os.sep in text or "/" in text or text.endswith(SUFFIXES):
         return Path(name_or_path)
     if Path(text).is_file():
         return Path(text)
-    shipped = _weights_folder() / f"{text}.pt"
-    if shipped.is_file():
-        return Path(str(shipped))
+    for suffix in SUFFIXES:
+        shipped = _weights_folder() / f"{text}{suffix}"
+        if shipped.is_file():
+            return Path(str(shipped))
     names = [card.name for card in shipped_models()]
     listed = ", ".join(names) if names else "none are installed"
     raise CheckpointError(
-        f"unknown model {text!r}; shipped models: {listed} (a path to a .pt checkpoint also works)"
+        f"unknown model {text!r}; shipped models: {listed} (a path to a .pt or .onnx checkpoint also works)"
     )
 
 
