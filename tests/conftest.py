@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,3 +51,33 @@ def save_tiny_model(path: Path, *, context_slices: int = 1) -> Path:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny 2D checkpoint shared by every test that needs a model but not a good one."""
     return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+def run_denoise(
+    *,
+    input_path: Path,
+    out_dir: Path,
+    model: object = None,
+    settings: object = None,
+    series_uids: list[str] | tuple[str, ...] = (),
+    reference_path: Path | None = None,
+    overwrite: bool = False,
+    also_save: tuple[str, ...] = (),
+    progress: object = None,
+    allow_gaps: bool = False,
+) -> tuple[Any, ...]:
+    """``denoise_path`` with the request spelled as keyword arguments; returns every series' result."""
+    from meddenoise.pipeline import InferenceSettings, OutputPolicy, RunRequest, denoise_path
+    from meddenoise.progress import no_progress
+
+    request = RunRequest(
+        model=model,  # type: ignore[arg-type]
+        settings=settings if isinstance(settings, InferenceSettings) else InferenceSettings(),
+        output=OutputPolicy(overwrite=overwrite, also_save=also_save, allow_gaps=allow_gaps),  # type: ignore[arg-type]
+        series_uids=tuple(series_uids),
+        reference=reference_path,
+    )
+    summary = denoise_path(
+        input_path=input_path, out_dir=out_dir, request=request, progress=progress or no_progress
+    )  # type: ignore[arg-type]
+    return summary.results

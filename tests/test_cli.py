@@ -82,12 +82,16 @@ def test_only_non_dicom_files(tmp_path: Path, capsys, tiny_model: Path) -> None:
     assert_one_error(code, err, str(tmp_path / "in"), "no DICOM files", "2 files skipped")
 
 
-def test_truncated_end_slice_is_reported_by_name_and_the_rest_denoised(
+def test_truncated_end_slice_refuses_the_series_by_name_unless_gaps_are_allowed(
     tmp_path: Path, capsys, caplog: pytest.LogCaptureFixture, tiny_model: Path
 ) -> None:
     written = make_series(tmp_path / "in", n_slices=4)
     truncate(written.paths[3], drop_bytes=600)
-    code, out, err = denoise(capsys, tmp_path / "in", tmp_path / "out", tiny_model)
+    # A lost slice makes the series incomplete: refused, naming the file, unless gaps are allowed.
+    code, _, err = denoise(capsys, tmp_path / "in", tmp_path / "refused", tiny_model)
+    assert_one_error(code, err, written.series_uid, f"{written.paths[3].name} skipped: pixel data truncated")
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+    code, out, err = denoise(capsys, tmp_path / "in", tmp_path / "out", tiny_model, "--allow-gaps")
     assert code == 0, err
     assert "Traceback" not in err
     # In-process, pytest owns the logging handlers; the subprocess test below sees it on stderr.
@@ -392,12 +396,14 @@ def test_a_write_that_fails_half_way_leaves_no_series(tmp_path: Path, tiny_model
 
 
 @pytest.mark.slow
-def test_python_dash_m_warns_of_a_skipped_file_and_denoises_the_rest(
+def test_python_dash_m_warns_of_a_skipped_file_and_with_allow_gaps_denoises_the_rest(
     tmp_path: Path, tiny_model: Path
 ) -> None:
     written = make_series(tmp_path / "in", n_slices=3)
     truncate(written.paths[0], drop_bytes=600)
-    done = _subprocess("denoise", tmp_path / "in", tmp_path / "out", "--model", tiny_model, "--device", "cpu")
+    done = _subprocess(
+        "denoise", tmp_path / "in", tmp_path / "out", "--model", tiny_model, "--device", "cpu", "--allow-gaps"
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     (warning,) = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]

@@ -23,14 +23,13 @@ from meddenoise.inference import InferenceSettings
 from meddenoise.models import load_model
 from meddenoise.phantom import torso_phantom
 from meddenoise.pipeline import (
-    denoise_path,
     denoise_series,
     evaluate_paths,
     model_derivation,
     read_series,
     write_series,
 )
-from tests.conftest import save_tiny_model
+from tests.conftest import run_denoise, save_tiny_model
 from tests.dicom.synthetic import make_series
 
 CPU = InferenceSettings(device="cpu", threads=1)
@@ -73,7 +72,7 @@ def test_strength_zero_returns_input_hu_exactly_and_the_written_series_round_tri
 
 def test_output_keeps_geometry_and_maps_slices_back_by_position(tmp_path: Path, tiny_model: Path) -> None:
     written = make_series(tmp_path / "in", n_slices=5, shuffle=True, seed=7)
-    (outcome,) = denoise_path(
+    (outcome,) = run_denoise(
         input_path=tmp_path / "in", out_dir=tmp_path / "out", model=tiny_model, settings=CPU
     )
     assert outcome.source_series_uid == written.series_uid
@@ -110,7 +109,7 @@ def test_output_keeps_geometry_and_maps_slices_back_by_position(tmp_path: Path, 
 def test_a_one_slice_series_denoises_with_a_2_5d_model(tmp_path: Path) -> None:
     model = save_tiny_model(tmp_path / "ctx3.pt", context_slices=3)
     make_series(tmp_path / "in", n_slices=1, nested=False)
-    (outcome,) = denoise_path(input_path=tmp_path / "in", out_dir=tmp_path / "out", model=model, settings=CPU)
+    (outcome,) = run_denoise(input_path=tmp_path / "in", out_dir=tmp_path / "out", model=model, settings=CPU)
     back = read_series(outcome.output_folder)
     assert back.hu.shape == (1, 128, 128) and np.isfinite(back.hu).all()
 
@@ -136,12 +135,12 @@ def test_several_series_in_one_folder_are_all_denoised_or_only_the_chosen(
 ) -> None:
     first = make_series(tmp_path / "in", n_slices=2, nested=False, seed=1)
     second = make_series(tmp_path / "in", n_slices=3, nested=False, seed=2)
-    both = denoise_path(input_path=tmp_path / "in", out_dir=tmp_path / "all", model=tiny_model, settings=CPU)
+    both = run_denoise(input_path=tmp_path / "in", out_dir=tmp_path / "all", model=tiny_model, settings=CPU)
     assert {o.source_series_uid for o in both} == {first.series_uid, second.series_uid}
     assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(
         f"{uid}-denoised" for uid in (first.series_uid, second.series_uid)
     )
-    (only,) = denoise_path(
+    (only,) = run_denoise(
         input_path=tmp_path / "in",
         out_dir=tmp_path / "one",
         model=tiny_model,
@@ -158,23 +157,25 @@ def test_reference_writes_a_report_beside_the_output_stating_its_protocols(
 ) -> None:
     make_series(tmp_path / "in", n_slices=3)
     settings = InferenceSettings(device="cpu", threads=1, strength=0.0)
-    (outcome,) = denoise_path(
+    (outcome,) = run_denoise(
         input_path=tmp_path / "in",
         out_dir=tmp_path / "out",
         model=tiny_model,
         settings=settings,
         reference_path=tmp_path / "in",
     )
-    assert outcome.report_folder == outcome.output_folder.with_name(outcome.output_folder.name + ".report")
-    report = json.loads((outcome.report_folder / "report.json").read_text())
+    assert outcome.report.json.parent == outcome.output_folder.with_name(
+        outcome.output_folder.name + ".report"
+    )
+    report = json.loads((outcome.report.json.parent / "report.json").read_text())
     assert set(report["protocols"]) == {"abdomen", "full"}
     assert all("data_range" in text or "data range" in text for text in report["protocols"].values())
     assert report["context"]["model_card"]["name"] == "tiny"
     assert report["series"]["full"]["mean_rmse"] == 0.0  # strength 0 against its own input
-    rows = list(csv.DictReader((outcome.report_folder / "report.csv").read_text().splitlines()))
+    rows = list(csv.DictReader((outcome.report.json.parent / "report.csv").read_text().splitlines()))
     assert len(rows) == 3 * 2 and all(row["protocol_description"] for row in rows)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        [outcome.output_folder.name, outcome.report_folder.name]
+        [outcome.output_folder.name, outcome.report.json.parent.name]
     )
 
 
@@ -195,9 +196,10 @@ def test_evaluate_pairs_slices_by_position_when_the_reference_has_more(tmp_path:
     reference = make_series(tmp_path / "ref", n_slices=6, shuffle=True, seed=4)
     # The test series holds reference slices 2, 3, 4 (in spatial order), stored in another order.
     _copy_as_new_series([reference.paths[i] for i in (4, 2, 3)], tmp_path / "test")
-    json_path, csv_path = evaluate_paths(
+    _, files = evaluate_paths(
         denoised_path=tmp_path / "test", reference_path=tmp_path / "ref", out_dir=tmp_path / "report"
     )
+    json_path, csv_path = files.json, files.csv
     rows = [r for r in csv.DictReader(csv_path.read_text().splitlines()) if r["protocol"] == "full"]
     assert [float(r["position_mm"]) for r in rows] == pytest.approx(
         [reference.positions_mm[i][2] for i in (2, 3, 4)]
@@ -229,7 +231,7 @@ def test_an_interrupted_write_leaves_no_series_behind(tmp_path: Path, tiny_model
     make_series(tmp_path / "in", n_slices=4)
     interrupt = _Interrupt(after=2)
     with pytest.raises(KeyboardInterrupt):
-        denoise_path(
+        run_denoise(
             input_path=tmp_path / "in",
             out_dir=tmp_path / "out",
             model=tiny_model,
@@ -240,14 +242,18 @@ def test_an_interrupted_write_leaves_no_series_behind(tmp_path: Path, tiny_model
     assert list((tmp_path / "out").iterdir()) == []  # neither a final folder nor a .tmp-* one
 
 
-def test_a_complete_series_stays_readable_after_one_corrupt_end_slice(
+def test_a_series_with_one_corrupt_end_slice_is_refused_or_with_allow_gaps_written(
     tmp_path: Path, tiny_model: Path
 ) -> None:
     written = make_series(tmp_path / "in", n_slices=4, nested=False)
     data = written.paths[0].read_bytes()
     written.paths[0].write_bytes(data[:-500])
-    (outcome,) = denoise_path(
-        input_path=tmp_path / "in", out_dir=tmp_path / "out", model=tiny_model, settings=CPU
+    (refused,) = run_denoise(
+        input_path=tmp_path / "in", out_dir=tmp_path / "refused", model=tiny_model, settings=CPU
+    )
+    assert not refused.ok and written.paths[0].name in refused.error  # a lost slice: incomplete
+    (outcome,) = run_denoise(
+        input_path=tmp_path / "in", out_dir=tmp_path / "out", model=tiny_model, settings=CPU, allow_gaps=True
     )
     assert len(list(outcome.output_folder.iterdir())) == 3
     info = find_series(outcome.output_folder).series[0]

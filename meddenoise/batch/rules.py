@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from meddenoise.config import build_config, read_toml
 from meddenoise.dicom import SeriesInfo
 from meddenoise.errors import ConfigError
 
@@ -67,36 +67,7 @@ def load_rules(path: str | Path) -> SelectionRules:
     >>> load_rules(file).min_slices
     3
     """
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read rules ({err})") from err
-    return rules_from_mapping(raw, source=str(path))
-
-
-def rules_from_mapping(raw: dict[str, Any], *, source: str = "rules") -> SelectionRules:
-    """Build SelectionRules from a parsed mapping, naming any unknown or mistyped key."""
-    known = {f.name for f in fields(SelectionRules)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
-        )
-    values: dict[str, Any] = dict(raw)
-    for key in ("modality", "exclude_series"):
-        if key in values:
-            if not isinstance(values[key], list) or not all(isinstance(v, str) for v in values[key]):
-                raise ConfigError(f"{source}: {key} must be a list of strings")
-            values[key] = tuple(values[key])
-    if "min_slices" in values and (
-        not isinstance(values["min_slices"], int) or isinstance(values["min_slices"], bool)
-    ):
-        raise ConfigError(f"{source}: min_slices must be an integer")
-    for key in ("description", "kernel", "exclude_description", "exclude_kernel", "orientation"):
-        if key in values and not isinstance(values[key], str):
-            raise ConfigError(f"{source}: {key} must be a string")
-    return SelectionRules(**values)
+    return build_config(SelectionRules, read_toml(path, what="rules"))
 
 
 def exclusion_reason(info: SeriesInfo, rules: SelectionRules) -> str | None:

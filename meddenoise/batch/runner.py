@@ -1,9 +1,10 @@
 """Unattended batch jobs over a tree of studies: select, shard, resume, denoise, record.
 
-The job keeps a ledger (``meddenoise.pacs.manifest.Manifest`` in practice; any object with
+Each series goes through the pipeline's one series runner (:func:`meddenoise.pipeline.run_series`).
+The job keeps a ledger (:class:`meddenoise.batch.ledger.Ledger` in practice; any object with
 ``get``/``put`` works) so that a re-run resumes: finished series whose input is unchanged are
 skipped, failed ones are retried only when asked, and a series whose input changed is redone.
-Outputs are written atomically (``write_derived_series``), so a crash or ``kill -9`` leaves
+Outputs are written atomically, so a crash or ``kill -9`` leaves
 either a whole derived series or none, and the ledger never says "done" before the rename.
 
 The input checksum is sha256 over the sorted (relative path, size, mtime in ns) of the series'
@@ -11,9 +12,9 @@ files: cheap (no second read of the pixels) and conservative (a touched file is 
 
 Examples
 --------
->>> from meddenoise.pipeline.batch import run_batch  # doctest: +SKIP
+>>> from meddenoise.batch import run_batch  # doctest: +SKIP
 >>> summary = run_batch(  # doctest: +SKIP
-...     in_tree="in", out_tree="out", ledger=manifest, select=lambda info: None
+...     in_tree="in", out_tree="out", ledger=ledger, select=lambda info: None
 ... )
 """
 
@@ -22,44 +23,31 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
-import pydicom
-
-from meddenoise.dicom import SeriesInfo, check_output_location, derived_series_folder, find_series
-from meddenoise.inference import InferenceSettings, resolve_device
-from meddenoise.models import DEFAULT_MODEL_NAME, LoadedModel
-from meddenoise.pipeline.load import load_info, short_uid
-from meddenoise.pipeline.series import denoise_series, model_derivation, resolve_model, write_series
-from meddenoise.progress import no_progress
+from meddenoise.batch.ledger import RecordState, SeriesRecord
+from meddenoise.pipeline import (
+    DenoiseStep,
+    LoadedModel,
+    RunRequest,
+    SeriesInfo,
+    check_output_location,
+    error_line,
+    find_series,
+    resolve_device,
+    resolve_model,
+    run_series,
+    short_uid,
+)
 
 logger = logging.getLogger(__name__)
 
-RecordState = Literal["running", "done", "failed"]
 
-
-@dataclass(frozen=True)
-class SeriesRecord:
-    """One series in a batch ledger: its state, input checksum, output, model, timing and error."""
-
-    series_uid: str
-    state: RecordState
-    input_checksum: str
-    output_folder: str = ""
-    output_series_uid: str = ""
-    output_instances: int = 0
-    model: str = ""
-    seconds: float = 0.0
-    error: str = ""
-    attempts: int = 0
-
-
-class Ledger(Protocol):
+class RecordStore(Protocol):
     """Where a batch records its series (durably: ``put`` returns after the record is safe)."""
 
     def get(self, series_uid: str) -> SeriesRecord | None: ...
@@ -73,8 +61,7 @@ class BatchJob:
 
     info: SeriesInfo
     out_dir: Path
-    model_ref: str
-    settings: InferenceSettings
+    request: RunRequest
 
 
 @dataclass(frozen=True)
@@ -142,43 +129,41 @@ def shard_of(series_uid: str, *, num_parts: int) -> int:
     return int(hashlib.sha256(series_uid.encode("utf-8")).hexdigest()[:16], 16) % num_parts
 
 
-@functools.lru_cache(maxsize=2)
-def worker_model(model_ref: str, device: str) -> LoadedModel:
+def worker_model(model: str | Path | LoadedModel | None, device: str) -> LoadedModel:
     """The model, loaded once per process (each Dask worker keeps its own)."""
+    return model if isinstance(model, LoadedModel) else _cached_model(model, device)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_model(model_ref: str | Path | None, device: str) -> LoadedModel:
     return resolve_model(model_ref, device=device)
 
 
 def run_job(job: BatchJob) -> JobResult:
     """Denoise and write one series; any failure becomes ``JobResult.error`` (the batch goes on)."""
     started = time.perf_counter()
+    request = job.request
     try:
-        model = worker_model(job.model_ref, str(resolve_device(job.settings.device)))
-        derivation = model_derivation(model, job.settings)
-        remove_leftovers(derived_series_folder(out_dir=job.out_dir, source=job.info, derivation=derivation))
-        denoised = denoise_series(load_info(job.info, no_progress), model=model, settings=job.settings)
-        folder = write_series(denoised, out_dir=job.out_dir, derivation=derivation, overwrite=True)
-        files = sorted(folder.glob("*.dcm"))
-        series_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
-    except Exception as err:  # a batch records any per-series failure and goes on
-        logger.debug("series %s failed", short_uid(job.info.series_uid), exc_info=True)
-        message = " ".join(f"{type(err).__name__}: {err}".split())
-        return JobResult(job.info.series_uid, time.perf_counter() - started, error=message)
-    return JobResult(job.info.series_uid, time.perf_counter() - started, str(folder), series_uid, len(files))
-
-
-def remove_leftovers(final: Path) -> None:
-    """Delete the writer's temporary folders for ``final`` left by a killed run (never a whole series)."""
-    for pattern in (f".tmp-{final.name}-*", f".old-{final.name}-*"):
-        for leftover in final.parent.glob(pattern):
-            logger.info("removing %s, left by an interrupted run", leftover.name)
-            shutil.rmtree(leftover)
+        model = worker_model(request.model, str(resolve_device(request.settings.device)))
+    except Exception as err:  # a worker that cannot load the model fails its series, not the batch
+        return JobResult(job.info.series_uid, time.perf_counter() - started, error=error_line(err))
+    policy = replace(request.output, overwrite=True)  # the ledger, not the folder, says what is done
+    result = run_series(
+        job.info, step=DenoiseStep(model, request.settings), out_dir=job.out_dir, policy=policy
+    )
+    seconds = time.perf_counter() - started
+    if not result.ok:
+        return JobResult(job.info.series_uid, seconds, error=result.error)
+    return JobResult(
+        job.info.series_uid, seconds, str(result.output_folder), result.output_series_uid, result.instances
+    )
 
 
 def plan_batch(
     infos: Iterable[SeriesInfo],
     *,
     root: Path,
-    ledger: Ledger,
+    ledger: RecordStore,
     select: Callable[[SeriesInfo], str | None],
     retry_failed: bool,
     part: tuple[int, int] = (1, 0),
@@ -210,10 +195,9 @@ def run_batch(
     *,
     in_tree: str | Path,
     out_tree: str | Path,
-    ledger: Ledger,
+    ledger: RecordStore,
     select: Callable[[SeriesInfo], str | None],
-    model: str | Path | None = None,
-    settings: InferenceSettings | None = None,
+    request: RunRequest | None = None,
     options: BatchOptions = BatchOptions(),
     on_result: Callable[[JobResult], None] | None = None,
 ) -> BatchSummary:
@@ -225,9 +209,8 @@ def run_batch(
     root, out_root = Path(in_tree), Path(out_tree)
     check_output_location(input_root=root, out_dir=out_root)
     out_root.mkdir(parents=True, exist_ok=True)
-    settings = settings or InferenceSettings()
-    model_ref = str(model) if model is not None else DEFAULT_MODEL_NAME
-    loaded = worker_model(model_ref, str(resolve_device(settings.device)))  # fail early on a bad model
+    request = request or RunRequest()
+    loaded = worker_model(request.model, str(resolve_device(request.settings.device)))  # fail early
     scan = find_series(root)
     todo, skipped = plan_batch(
         scan.series,
@@ -240,11 +223,13 @@ def run_batch(
     recorder = _Recorder(ledger, f"{loaded.card.name} v{loaded.card.version}", on_result)
     for info, checksum in todo:
         recorder.start(info.series_uid, checksum)
-    jobs = [BatchJob(info, out_root, model_ref, settings) for info, _ in todo]
+    jobs = [BatchJob(info, out_root, request) for info, _ in todo]
     if options.dask is None:
         for job in jobs:
             recorder.finish(run_job(job))
     else:
+        from meddenoise.batch.dask import run_on_dask
+
         run_on_dask(jobs, address=options.dask, on_result=recorder.finish)
     return BatchSummary(tuple(recorder.succeeded), tuple(skipped), tuple(recorder.failed), scan.skipped)
 
@@ -253,7 +238,7 @@ class _Recorder:
     """Puts each series' start and outcome into the ledger, and tallies them."""
 
     def __init__(
-        self, ledger: Ledger, model_name: str, on_result: Callable[[JobResult], None] | None
+        self, ledger: RecordStore, model_name: str, on_result: Callable[[JobResult], None] | None
     ) -> None:
         self.ledger, self.model_name, self.on_result = ledger, model_name, on_result
         self.started: dict[str, SeriesRecord] = {}
@@ -289,30 +274,3 @@ class _Recorder:
             logger.info("series %s done in %.1f s", short_uid(uid), result.seconds)
         if self.on_result is not None:
             self.on_result(result)
-
-
-def run_on_dask(jobs: Sequence[BatchJob], *, address: str, on_result: Callable[[JobResult], None]) -> None:
-    """Farm ``jobs`` out to Dask workers (``local:N`` starts a LocalCluster) and report each result."""
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    cluster = None
-    if address.startswith("local:"):
-        workers = int(address.removeprefix("local:") or "1")
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
-        )
-        client = Client(cluster)
-    else:
-        client = Client(address)
-    try:
-        futures = {client.submit(run_job, job, pure=False): job for job in jobs}
-        for future in as_completed(futures):
-            try:
-                on_result(future.result())
-            except Exception as err:  # a worker died (KilledWorker) or the scheduler failed
-                uid = futures[future].info.series_uid
-                on_result(JobResult(uid, 0.0, error=" ".join(f"{type(err).__name__}: {err}".split())))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()

@@ -6,7 +6,6 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -14,7 +13,7 @@ import typer
 from meddenoise import __version__
 
 if TYPE_CHECKING:
-    from meddenoise.volume import PixelType
+    from meddenoise.pipeline import Evaluation, PixelType, SeriesResult
 
 app = typer.Typer(
     add_completion=False,
@@ -69,7 +68,7 @@ def progress_bar(*, description: str, total: int) -> Iterator[Callable[[int], No
 def pixel_type_choice(name: str) -> PixelType:
     from typing import get_args
 
-    from meddenoise.volume import PixelType
+    from meddenoise.pipeline import PixelType
 
     valid = get_args(PixelType)
     if name not in valid:
@@ -102,16 +101,39 @@ def _main(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def summarise_report(report_json: Path) -> None:
-    import json
+def print_run(result: SeriesResult) -> None:
+    """One series' outcome as it finishes: where it went (and its report), or why it failed."""
+    if not result.ok:
+        uid = result.source_series_uid
+        named = result.error if uid in result.error else f"{result.error} (series {uid})"
+        typer.echo(f"error: {named}", err=True)
+        return
+    noise = f", input noise {result.input_noise_hu:.1f} HU SD" if result.input_noise_hu is not None else ""
+    echo(f"wrote {result.output_folder} ({result.instances} slices, {result.total_seconds:.1f} s{noise})")
+    if result.evaluation is not None:
+        print_evaluation(result.evaluation)
+    if result.report is not None:
+        for written in (result.report.html or result.report.json, result.report.dicom):
+            if written is not None:
+                echo(f"report {written}")
 
-    report = json.loads(report_json.read_text())
-    for protocol_id, scores in report["series"].items():
-        psnr = scores["mean_psnr_db"]
-        psnr_text = "inf (identical)" if psnr is None else f"{psnr:.2f} dB"
+
+def print_evaluation(evaluation: Evaluation) -> None:
+    """The fidelity scores (output, and the input where known) and the noise of an evaluation."""
+    baseline = evaluation.input_scores or {}
+    for protocol_id, scores in evaluation.scores.items():
+        line = f"  {protocol_id}: PSNR {_psnr(scores.mean_psnr)}  SSIM {scores.mean_ssim:.4f}"
+        if protocol_id in baseline:
+            low = baseline[protocol_id]
+            line += f"  (low-dose input: PSNR {_psnr(low.mean_psnr)}  SSIM {low.mean_ssim:.4f})"
+        echo(f"{line}  [{scores.protocol.describe().split(';')[0]}]")
+    physics = evaluation.physics
+    if physics is not None and physics.noise_reduction_percent is not None:
         echo(
-            f"  {protocol_id}: PSNR {psnr_text}  SSIM {scores['mean_ssim']:.4f}  "
-            f"RMSE {scores['mean_rmse']:.4g} {scores['rmse_unit']}  "
-            f"[{report['protocols'][protocol_id].split(';')[0]}]"
+            f"  noise in uniform ROIs: {physics.images['input'].noise_sd_hu:.1f} → "
+            f"{physics.images['output'].noise_sd_hu:.1f} HU SD ({-physics.noise_reduction_percent:+.0f} %)"
         )
-    echo(f"report {report_json}")
+
+
+def _psnr(value: float) -> str:
+    return "inf (identical)" if value == float("inf") else f"{value:.2f} dB"

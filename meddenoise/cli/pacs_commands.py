@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from meddenoise.cli.app import STATE, DeviceOption, ModelOption, app, echo
+from meddenoise.cli.request import NoiseLevelOption, build_request
 
 
 @app.command(rich_help_panel="Unattended operation")
@@ -30,25 +31,53 @@ def batch(
     dask: Annotated[
         str | None, typer.Option(help="Dask scheduler address, or local:N for N local workers.")
     ] = None,
+    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend: 0 = input, 1 = network.")] = 1.0,
+    noise_level: NoiseLevelOption = "auto",
     device: DeviceOption = "auto",
+    tile: Annotated[int, typer.Option("--tile", "--roi", help="Sliding-window tile in pixels.")] = 512,
+    overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap.")] = 0.25,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Tiles per forward pass (default: 4 on CPU, fitted on GPU).")
+    ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per worker.")] = None,
+    report: Annotated[bool, typer.Option("--report", help="Write <series>.report/ for each series.")] = False,
+    also_save: Annotated[
+        list[str] | None, typer.Option("--also-save", help="Also save as a volume: nifti or mha.")
+    ] = None,
 ) -> None:
     """Denoise every selected series under IN_TREE, resumably; prints a summary table."""
-    from meddenoise.inference import InferenceSettings
-    from meddenoise.pacs.manifest import MANIFEST_NAME, Manifest
-    from meddenoise.pacs.rules import SelectionRules, exclusion_reason, load_rules
-    from meddenoise.pipeline.batch import BatchOptions, run_batch
+    from meddenoise.batch import (
+        LEDGER_NAME,
+        BatchOptions,
+        Ledger,
+        SelectionRules,
+        exclusion_reason,
+        load_rules,
+        run_batch,
+    )
 
+    request = build_request(
+        model=model,
+        strength=strength,
+        noise_level=noise_level,
+        device=device,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        threads=threads,
+        report=report,
+        also_save=also_save,
+    )
+    options = BatchOptions(retry_failed=retry_failed, num_parts=num_parts, part_id=part_id, dask=dask)
     chosen = load_rules(rules) if rules is not None else SelectionRules()
-    with Manifest(manifest or out_tree / MANIFEST_NAME) as ledger:
+    with Ledger(manifest or out_tree / LEDGER_NAME) as ledger:
         summary = run_batch(
             in_tree=in_tree,
             out_tree=out_tree,
             ledger=ledger,
             select=lambda info: exclusion_reason(info, chosen),
-            model=model,
-            settings=InferenceSettings(device=device, threads=threads),
-            options=BatchOptions(retry_failed=retry_failed, num_parts=num_parts, part_id=part_id, dask=dask),
+            request=request,
+            options=options,
             on_result=lambda r: echo(f"{'failed' if r.error else 'done'} {r.series_uid} ({r.seconds:.1f} s)"),
         )
     for uid, error in summary.failed:
@@ -86,6 +115,10 @@ def serve(
     send_interval: Annotated[float | None, typer.Option(help="Pause between sent instances (s).")] = None,
     model: ModelOption = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    strength: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Blend: 0 = input.")] = None,
+    tile: Annotated[int | None, typer.Option("--tile", "--roi", help="Sliding-window tile (px).")] = None,
+    overlap: Annotated[float | None, typer.Option(min=0.0, max=0.95, help="Window overlap.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads.")] = None,
 ) -> None:
     """Run the DICOM node: receive CT series, denoise them, send the derived series on."""
     import signal
@@ -98,6 +131,7 @@ def serve(
         "allowed_aes": allow or None, "destination": destination, "return_port": return_port,
         "idle_timeout_s": idle_timeout, "max_associations": max_associations, "max_pdu": max_pdu,
         "send_interval_s": send_interval, "model": model, "device": device,
+        "strength": strength, "roi": tile, "overlap": overlap, "threads": threads,
     }  # fmt: skip
     settings = load_node_settings(config, **overrides)
     logging.getLogger("meddenoise").setLevel(logging.DEBUG if STATE["debug"] else logging.WARNING)

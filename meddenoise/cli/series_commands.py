@@ -1,9 +1,13 @@
-"""Commands on series and volumes: info, models, denoise, simulate, evaluate, demo, train."""
+"""Commands on series and volumes: info, models, denoise, simulate, evaluate, demo, train.
+
+Each command parses its flags, builds a request, calls one pipeline (or training) function and
+prints what came back.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,16 +23,26 @@ from meddenoise.cli.app import (
     app,
     echo,
     pixel_type_choice,
+    print_evaluation,
+    print_run,
     progress_bar,
-    summarise_report,
 )
-from meddenoise.errors import SeriesError
+from meddenoise.cli.request import NoiseLevelOption, build_request
+from meddenoise.errors import MeddenoiseError, SeriesError
+
+if TYPE_CHECKING:
+    from meddenoise.pipeline import RunSummary, SeriesInfo
 
 
 @app.command(rich_help_panel="Series and volumes")
-def info(path: Annotated[Path, typer.Argument(help="A DICOM folder tree or file.")]) -> None:
-    """List the CT series under PATH without decoding pixels."""
-    from meddenoise.dicom import find_series
+def info(
+    path: Annotated[Path, typer.Argument(help="A DICOM folder tree or file.")],
+    noise: Annotated[
+        bool, typer.Option("--noise/--no-noise", help="Estimate noise on each series' middle slice.")
+    ] = True,
+) -> None:
+    """List the CT series under PATH (headers only, plus one slice per series for the noise estimate)."""
+    from meddenoise.pipeline import find_series, shown_path
 
     scan = find_series(path)
     for s in scan.series:
@@ -37,12 +51,23 @@ def info(path: Annotated[Path, typer.Argument(help="A DICOM folder tree or file.
             f"{s.shape[2]}x{s.shape[1]}  spacing (mm): {s.spacing_mm[1]:.3f} x {s.spacing_mm[2]:.3f} x "
             f"{s.spacing_mm[0]:.3f}  kernel: {s.kernel or '-'}"
         )
+        if noise and not s.fatal_problems:
+            typer.echo(f"  {_noise_line(s)}")
         for problem in (*s.fatal_problems, *s.problems):
             typer.echo(f"  problem: {problem}")
     for skipped, reason in scan.skipped:
-        echo(f"skipped {skipped}: {reason}")
+        echo(f"skipped {shown_path(skipped)}: {reason}")
     if not scan.series:
         raise SeriesError(f"no CT series under {path} ({len(scan.skipped)} files skipped)")
+
+
+def _noise_line(info: SeriesInfo) -> str:
+    from meddenoise.pipeline import middle_slice_noise
+
+    try:
+        return f"{middle_slice_noise(info).describe()}, middle slice"
+    except (MeddenoiseError, ValueError) as err:
+        return f"noise: not estimated ({' '.join(str(err).split())})"
 
 
 @app.command(rich_help_panel="Series and volumes")
@@ -52,10 +77,10 @@ def models(
     ] = None,
 ) -> None:
     """List the models that ship with meddenoise (or print one model card in full)."""
-    from meddenoise.models import DEFAULT_MODEL_NAME, card_markdown, load_model, shipped_models
+    from meddenoise.pipeline import DEFAULT_MODEL_NAME, card_markdown, resolve_model, shipped_models
 
     if card_of is not None:
-        typer.echo(card_markdown(load_model(card_of).card))
+        typer.echo(card_markdown(resolve_model(card_of).card))
         return
     for card in shipped_models():
         default = " (default)" if card.name == DEFAULT_MODEL_NAME else ""
@@ -75,18 +100,22 @@ def denoise(
     out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Folder for the derived series.")],
     model: ModelOption = None,
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="Blend: 0 = input, 1 = network.")] = 1.0,
+    noise_level: NoiseLevelOption = "auto",
     device: DeviceOption = "auto",
-    roi: Annotated[int, typer.Option(help="Sliding-window size in pixels.")] = 512,
+    tile: Annotated[int, typer.Option("--tile", "--roi", help="Sliding-window tile in pixels.")] = 512,
     overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap.")] = 0.25,
-    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 4,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Tiles per forward pass (default: 4 on CPU, fitted on GPU).")
+    ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: torch's).")] = None,
     series: SeriesOption = None,
     reference: Annotated[
-        Path | None, typer.Option(help="Full-dose reference: write a metrics report.")
+        Path | None, typer.Option(help="Full-dose reference: the report also scores PSNR/SSIM against it.")
     ] = None,
     overwrite: OverwriteOption = False,
     report: Annotated[
-        bool, typer.Option("--report", help="Write report.json/csv/html (noise, NPS, bias; + fidelity).")
+        bool,
+        typer.Option("--report", help="Write <series>.report/ (json, csv, html): noise, NPS, bias, images."),
     ] = False,
     show_phi: ShowPhiOption = False,
     dicom_report: DicomReportOption = False,
@@ -94,6 +123,9 @@ def denoise(
         list[str] | None,
         typer.Option("--also-save", help="Also save as a volume: nifti or mha (repeatable)."),
     ] = None,
+    allow_gaps: Annotated[
+        bool, typer.Option("--allow-gaps", help="Denoise series with missing slices (recorded).")
+    ] = False,
     hu_offset: HUOffsetOption = 0.0,
     hu_scale: HUScaleOption = 1.0,
     pixel_type: Annotated[
@@ -103,19 +135,27 @@ def denoise(
     """Denoise every CT series under IN into derived series under OUT.
 
     IN may also be a NIfTI, MetaImage or NRRD volume; OUT is then a volume file of the same kind.
+    Each series is done on its own: one that cannot be denoised is reported and the rest go on.
     """
-    from meddenoise.inference import InferenceSettings
-    from meddenoise.pipeline import ReportOptions, denoise_path, report_denoised_outputs, resolve_model
-    from meddenoise.pipeline.volume import denoise_volume_path, is_volume_path
-    from meddenoise.volume import HUConvention
+    from meddenoise.pipeline import HUConvention, denoise_path, denoise_volume_path, is_volume_path
 
-    settings = InferenceSettings(
-        roi=(roi, roi),
+    request = build_request(
+        model=model,
+        strength=strength,
+        noise_level=noise_level,
+        device=device,
+        tile=tile,
         overlap=overlap,
         batch_size=batch_size,
-        device=device,
         threads=threads,
-        strength=strength,
+        series=series,
+        reference=reference,
+        overwrite=overwrite,
+        report=report,
+        show_phi=show_phi,
+        dicom_report=dicom_report,
+        also_save=also_save,
+        allow_gaps=allow_gaps,
     )
     if is_volume_path(input_path):
         if series or reference or report or dicom_report or also_save:
@@ -126,43 +166,30 @@ def denoise(
         written = denoise_volume_path(
             input_path=input_path,
             output_path=out_dir,
-            model=model,
-            settings=settings,
+            request=request,
             convention=HUConvention(offset=hu_offset, scale=hu_scale),
             pixel_type=pixel_type_choice(pixel_type),
-            overwrite=overwrite,
             progress=progress_bar,
         )
         echo(f"wrote {written}")
         return
-    outcomes = denoise_path(
-        input_path=input_path,
-        out_dir=out_dir,
-        model=model,
-        settings=settings,
-        series_uids=series,
-        reference_path=None if (report or dicom_report) else reference,
-        overwrite=overwrite,
-        progress=progress_bar,
-        also_save=also_save or (),
+    summary = denoise_path(
+        input_path=input_path, out_dir=out_dir, request=request, progress=progress_bar, on_result=print_run
     )
-    for outcome in outcomes:
-        echo(f"wrote {outcome.output_folder} ({outcome.seconds:.1f} s)")
-        if outcome.report_folder is not None:
-            echo(f"report {outcome.report_folder / 'report.json'}")
-    if report or dicom_report:
-        reports = report_denoised_outputs(
-            outputs=[(o.output_folder, o.source_series_uid) for o in outcomes],
-            input_path=input_path,
-            reference_path=reference,
-            model=resolve_model(model),  # its card goes in the reports
-            options=ReportOptions(show_phi=show_phi, dicom_report=dicom_report),
-            progress=progress_bar,
-        )
-        for files in reports:
-            for report_file in (files.json, files.html, files.dicom):
-                if report_file is not None:
-                    echo(f"report {report_file}")
+    _finish(summary)
+
+
+def _finish(summary: RunSummary) -> None:
+    from meddenoise.pipeline import shown_path
+
+    for path, reason in summary.skipped_files:
+        echo(f"skipped {shown_path(path)}: {reason}")
+    echo(
+        f"done: {len(summary.succeeded)} series written, {len(summary.failed)} failed or refused, "
+        f"{len(summary.skipped_files)} files skipped"
+    )
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
 
 
 @app.command(rich_help_panel="Series and volumes")
@@ -183,22 +210,19 @@ def simulate(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Write a simulated low-dose version of each CT series (projection-domain noise insertion)."""
-    from meddenoise.pipeline import simulate_path
-    from meddenoise.simulate import SimulationSettings
+    from meddenoise.pipeline import SimulateStep, SimulationSettings, simulate_path
 
     settings = SimulationSettings(dose_fraction=dose, i0=i0, sigma_e2=sigma_e2, filter=fbp_filter)  # type: ignore[arg-type]
-    outcomes = simulate_path(
+    summary = simulate_path(
         input_path=input_path,
         out_dir=out_dir,
-        settings=settings,
-        series_uids=series,
-        seed=seed,
-        device=device,
+        step=SimulateStep(settings=settings, seed=seed, device=device),
+        series_uids=tuple(series or ()),
         overwrite=overwrite,
         progress=progress_bar,
+        on_result=print_run,
     )
-    for outcome in outcomes:
-        echo(f"wrote {outcome.output_folder} ({outcome.seconds:.1f} s)")
+    _finish(summary)
 
 
 @app.command(rich_help_panel="Series and volumes")
@@ -226,42 +250,47 @@ def evaluate(
 
     Two volume files (NIfTI, MetaImage, NRRD) on the same grid are scored voxel by voxel.
     """
-    from meddenoise.pipeline import DEFAULT_PROTOCOLS, ReportOptions, evaluate_report_paths
-    from meddenoise.pipeline.volume import evaluate_volume_paths, is_volume_path
-    from meddenoise.volume import HUConvention
+    from meddenoise.pipeline import (
+        DEFAULT_PROTOCOLS,
+        HUConvention,
+        ReportOptions,
+        evaluate_paths,
+        evaluate_volume_paths,
+        is_volume_path,
+    )
 
+    protocols = tuple(protocol or DEFAULT_PROTOCOLS)
     if is_volume_path(denoised) or is_volume_path(reference):
         if not (is_volume_path(denoised) and is_volume_path(reference)):
             raise ValueError(
                 f"{denoised} and {reference}: compare a volume with a volume, a series with a series"
             )
-        json_path, _ = evaluate_volume_paths(
+        evaluation, files = evaluate_volume_paths(
             denoised_path=denoised,
             reference_path=reference,
             out_dir=out,
-            protocols=tuple(protocol or DEFAULT_PROTOCOLS),
+            protocols=protocols,
             reference_convention=HUConvention(offset=reference_hu_offset, scale=reference_hu_scale),
         )
-        summarise_report(json_path)
-        return
-    options = ReportOptions(
-        protocols=tuple(protocol or DEFAULT_PROTOCOLS),
-        show_phi=show_phi,
-        figure_slices=tuple(figure_slice) if figure_slice else None,
-        dicom_report=dicom_report,
-    )
-    files = evaluate_report_paths(
-        denoised_path=denoised,
-        reference_path=reference,
-        input_path=input_path,
-        out_dir=out,
-        options=options,
-        progress=progress_bar,
-    )
-    summarise_report(files.json)
-    for extra in (files.html, files.dicom):
-        if extra is not None:
-            echo(f"report {extra}")
+    else:
+        options = ReportOptions(
+            protocols=protocols,
+            show_phi=show_phi,
+            figure_slices=tuple(figure_slice) if figure_slice else None,
+            dicom_report=dicom_report,
+        )
+        evaluation, files = evaluate_paths(
+            denoised_path=denoised,
+            reference_path=reference,
+            input_path=input_path,
+            out_dir=out,
+            options=options,
+            progress=progress_bar,
+        )
+    print_evaluation(evaluation)
+    for written in (files.json, files.html, files.dicom):
+        if written is not None:
+            echo(f"report {written}")
 
 
 @app.command(rich_help_panel="Series and volumes")
@@ -272,17 +301,17 @@ def demo(
     model: ModelOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Make a phantom series, simulate a quarter dose, denoise it and report PSNR/SSIM."""
-    from meddenoise.demo import run_demo
+    """Make a phantom series, simulate a quarter dose, denoise it, and report all three side by side."""
+    from meddenoise.pipeline import run_demo
 
     result = run_demo(out_dir=out, model=model, overwrite=overwrite, progress=progress_bar)
     echo(
         f"full dose:    {result.full_dose_folder}\nquarter dose: {result.low_dose_folder}\n"
-        f"denoised:     {result.denoised_folder}\n\nquarter-dose input against the full dose:"
+        f"denoised:     {result.denoised_folder}\n"
     )
-    summarise_report(result.low_dose_report_json)
-    echo("denoised against the full dose:")
-    summarise_report(result.report_json)
+    print_evaluation(result.evaluation)
+    echo(f"\nreport (open in a browser): {result.report_html}")
+    echo(f"before/after picture:       {result.before_after_png}")
 
 
 @app.command(rich_help_panel="Series and volumes")
@@ -302,3 +331,31 @@ def train(
         f"{result.seconds / 60:.1f} min)\nlow-dose input: {result.input_scores}\n"
         f"model:          {result.scores}"
     )
+
+
+@app.command(rich_help_panel="Series and volumes")
+def export(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Shipped model name or .pt checkpoint.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT.onnx", help="Where to write the ONNX model.")],
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Static INT8 quantisation, calibrated on simulated CT.")
+    ] = False,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Calibrate on this DICOM folder instead of the train sets.")
+    ] = None,
+    recipe: Annotated[
+        Path, typer.Option(help="Training recipe naming the train/validation sets (calibration, scoring).")
+    ] = Path("configs/train_default.toml"),
+    max_loss_db: Annotated[
+        float, typer.Option(help="Refuse an INT8 model that loses more PSNR than this on validation.")
+    ] = 0.1,
+) -> None:
+    """Export a model to ONNX (its card in the ONNX metadata), optionally quantised to INT8."""
+    from meddenoise.training.export import export_onnx
+
+    if out.suffix != ".onnx":
+        raise ValueError(f"{out}: the output must end in .onnx")
+    card = export_onnx(
+        model=model, out_path=out, int8=int8, calibration=calibration, recipe=recipe, max_loss_db=max_loss_db
+    )
+    echo(f"wrote {out} ({card.name} v{card.version}, sha256 {card.weights_sha256[:16]}…)")

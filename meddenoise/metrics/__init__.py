@@ -6,7 +6,10 @@ Every result names the protocol it was measured under. This package never import
 * :mod:`meddenoise.metrics.noise`: uniform ROIs, noise SD and its reduction, mean HU bias;
 * :mod:`meddenoise.metrics.nps`: 2D and radial noise power spectrum, peak and mean frequency;
 * :mod:`meddenoise.metrics.contrast`: CNR of low-contrast inserts;
-* :mod:`meddenoise.metrics.sharpness`: ESF/LSF/MTF at a straight edge, TTF at a disc's edge.
+* :mod:`meddenoise.metrics.sharpness`: ESF/LSF/MTF at a straight edge, TTF at a disc's edge;
+* :mod:`meddenoise.metrics.noise_level`: a slice's noise SD estimated from the image alone;
+* :mod:`meddenoise.metrics.physics`: all of the physics of an evaluation, in the same ROIs;
+* :mod:`meddenoise.metrics.detectability`: a channelized Hotelling observer's d′ for low-contrast inserts.
 """
 
 from meddenoise.metrics.contrast import (
@@ -18,6 +21,7 @@ from meddenoise.metrics.contrast import (
     cnr_over_realisations,
     find_inserts,
 )
+from meddenoise.metrics.detectability import CHOResult, cho_detectability, detectability_by_insert
 from meddenoise.metrics.fidelity import (
     PROTOCOLS,
     SSIM_SETTINGS,
@@ -45,6 +49,7 @@ from meddenoise.metrics.noise import (
     noise_reduction_percent,
     noise_sd,
 )
+from meddenoise.metrics.noise_level import NoiseEstimate, estimate_noise_sd, estimate_volume_noise_sd
 from meddenoise.metrics.nps import (
     NPS2D,
     Detrend,
@@ -55,6 +60,7 @@ from meddenoise.metrics.nps import (
     radial_nps,
     stack_rois,
 )
+from meddenoise.metrics.physics import ImagePhysics, PhysicsSummary, physics_summary
 from meddenoise.metrics.sharpness import MTFResult, circular_edge_ttf, edge_mtf, mtf_from_samples
 
 __all__ = [
@@ -64,13 +70,17 @@ __all__ = [
     "SSIM_SETTINGS",
     "ArrayLike",
     "BiasResult",
+    "CHOResult",
     "CNREnsemble",
     "CNRResult",
     "Detrend",
+    "ImagePhysics",
     "Insert",
     "MTFResult",
     "MetricProtocol",
+    "NoiseEstimate",
     "NoiseResult",
+    "PhysicsSummary",
     "ProtocolMode",
     "ProtocolName",
     "RadialNPS",
@@ -80,11 +90,15 @@ __all__ = [
     "SeriesScores",
     "SliceScore",
     "annulus_mask",
+    "cho_detectability",
     "circular_edge_ttf",
     "cnr",
     "cnr_over_realisations",
+    "detectability_by_insert",
     "detrend_rois",
     "edge_mtf",
+    "estimate_noise_sd",
+    "estimate_volume_noise_sd",
     "find_inserts",
     "find_uniform_rois",
     "hu_bias",
@@ -93,6 +107,7 @@ __all__ = [
     "noise_sd",
     "nps_2d",
     "nps_of_difference",
+    "physics_summary",
     "protocol_by_name",
     "psnr",
     "radial_nps",

@@ -87,6 +87,8 @@ def _window_scores(
     image: Array, size: int, hu_range: tuple[float, float], smooth_px: float
 ) -> npt.NDArray[np.float64]:
     """Per top-left corner: the local SD of the smoothed image, +inf where the window is not uniform."""
+    if size > min(image.shape):
+        return np.full(image.shape, np.inf)  # no window fits in the image
     smooth = ndimage.gaussian_filter(image, smooth_px, mode="nearest")
     margin = size // 2  # the window plus this margin must lie inside hu_range: keeps ROIs off edges
     inside = (smooth >= hu_range[0]) & (smooth <= hu_range[1])

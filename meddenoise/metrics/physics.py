@@ -1,4 +1,4 @@
-"""The physics part of a report: noise, NPS, HU bias and edge sharpness of input, output and reference.
+"""Physics of an evaluation: noise, NPS, HU bias and edge sharpness of input, output and reference.
 
 All three images are measured in the *same* uniform ROIs, found automatically with
 :func:`meddenoise.metrics.find_uniform_rois` on the cleanest image available (the reference when
@@ -16,19 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from meddenoise.metrics import (
-    MTFResult,
-    RadialNPS,
-    Roi,
-    edge_mtf,
-    find_uniform_rois,
-    hu_bias,
-    noise_reduction_percent,
-    noise_sd,
-    nps_2d,
-    radial_nps,
-    stack_rois,
-)
+from meddenoise.metrics.noise import Roi, find_uniform_rois, hu_bias, noise_reduction_percent, noise_sd
+from meddenoise.metrics.noise_level import estimate_volume_noise_sd
+from meddenoise.metrics.nps import RadialNPS, nps_2d, radial_nps, stack_rois
+from meddenoise.metrics.sharpness import MTFResult, edge_mtf
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +40,7 @@ class ImagePhysics:
     mean_hu: float
     nps: RadialNPS
     mtf: MTFResult | None
+    estimated_noise_hu: float  # median over slices of the image-based estimate (global noise level)
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +56,7 @@ class PhysicsSummary:
     pixel_mm: tuple[float, float]
     noise_reduction_percent: float | None
     nps_peak_shift_percent: float | None
+    nps_mean_shift_percent: float | None
     bias_vs_input_hu: float | None
     bias_vs_reference_hu: float | None
     edge: tuple[int, int, int, int] | None
@@ -75,6 +68,7 @@ class PhysicsSummary:
         for role, image in self.images.items():
             images[role] = {
                 "noise_sd_hu": image.noise_sd_hu,
+                "estimated_noise_sd_hu": round(image.estimated_noise_hu, 3),
                 "mean_hu_in_rois": image.mean_hu,
                 "noise_sd_per_slice_hu": list(image.noise_sd_per_slice_hu),
                 "nps_peak_frequency_per_mm": image.nps.peak_frequency_mm,
@@ -90,6 +84,7 @@ class PhysicsSummary:
             "pixel_mm": list(self.pixel_mm),
             "noise_reduction_percent": self.noise_reduction_percent,
             "nps_peak_shift_percent": self.nps_peak_shift_percent,
+            "nps_mean_frequency_shift_percent": self.nps_mean_shift_percent,
             "hu_bias_output_vs_input_hu": self.bias_vs_input_hu,
             "hu_bias_output_vs_reference_hu": self.bias_vs_reference_hu,
             "edge_roi": None
@@ -178,6 +173,7 @@ def _image_physics(
         mean_hu=float(np.mean([s.mean_hu for s in noise.per_roi])),
         nps=nps,
         mtf=_edge_mtf(hu, edge, pixel_mm[1]),
+        estimated_noise_hu=float(np.median(estimate_volume_noise_sd(hu))),
     )
 
 
@@ -229,6 +225,9 @@ def physics_summary(
         nps_peak_shift_percent=None
         if inp is None
         else 100.0 * (out.nps.peak_frequency_mm - inp.nps.peak_frequency_mm) / inp.nps.peak_frequency_mm,
+        nps_mean_shift_percent=None
+        if inp is None
+        else 100.0 * (out.nps.mean_frequency_mm - inp.nps.mean_frequency_mm) / inp.nps.mean_frequency_mm,
         bias_vs_input_hu=None
         if "input" not in images
         else hu_bias(test=images["output"], reference=images["input"], rois=rois).mean_bias_hu,
@@ -253,6 +252,14 @@ def _protocols(measured: dict[str, ImagePhysics], rois: tuple[Roi, ...], search_
         "noise_reduction_percent": "100 * (1 - SD(output) / SD(input))",
         "nps": out.nps.protocol,
         "nps_peak_shift_percent": "100 * (peak(output) - peak(input)) / peak(input), radial NPS peaks",
+        "nps_mean_frequency_shift_percent": (
+            "100 * (mean(output) - mean(input)) / mean(input), power-weighted mean frequency of the radial "
+            "NPS: the texture measure (coarser residual noise is negative)"
+        ),
+        "estimated_noise_sd": (
+            "image-based global noise level per slice (SD in 7x7 px windows over soft tissue, mode of "
+            "their histogram; meddenoise.metrics.noise_level), median over slices"
+        ),
         "hu_bias": "mean(output) - mean(other) over the ROIs, mean over ROIs (target within +-3 HU)",
     }
     if out.mtf is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydicom import Dataset, dcmread
 
-from meddenoise.errors import MeddenoiseError
+from meddenoise.errors import MeddenoiseError, require_extra
 from meddenoise.pacs.queue import instance_path, series_folder, uid_tag, write_durably
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ class DicomWebError(MeddenoiseError):
 @contextmanager
 def _client(url: str) -> Iterator[Any]:
     """A DICOMweb client whose HTTP session (and its sockets) is closed when the block ends."""
+    require_extra("dicomweb_client", extra="pacs", feature="DICOMweb (pull, push)")
     import requests
     from dicomweb_client.api import DICOMwebClient
 

@@ -15,19 +15,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from meddenoise.batch.ledger import LEDGER_NAME, Ledger, SeriesRecord
+from meddenoise.config import build_config, read_toml
 from meddenoise.errors import ConfigError, MeddenoiseError
-from meddenoise.inference import InferenceSettings
-from meddenoise.pacs.manifest import MANIFEST_NAME, Manifest, NodeRecord
 from meddenoise.pacs.queue import due_series, incoming_folder, uid_tag
 from meddenoise.pacs.scp import StoreHandler, start_scp
 from meddenoise.pacs.sender import Destination, SendPolicy, parse_destination, send_folder
-from meddenoise.pipeline import denoise_path, resolve_model
-from meddenoise.pipeline.batch import remove_leftovers
+from meddenoise.pipeline import (
+    InferenceSettings,
+    OutputPolicy,
+    RunRequest,
+    SeriesResult,
+    denoise_step,
+    error_line,
+    run_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,10 @@ class NodeSettings:
     model: str | None = None
     device: str = "auto"
     threads: int | None = None
+    strength: float = 1.0
+    roi: int = 512
+    overlap: float = 0.25
+    batch_size: int | None = None
     poll_s: float = 0.5
 
     def __post_init__(self) -> None:
@@ -60,29 +70,35 @@ class NodeSettings:
             raise ConfigError(f"ae_title {self.ae_title!r} must have 1 to 16 characters")
         if self.destination is not None:
             parse_destination(self.destination)
+        try:
+            self.request()
+        except ValueError as err:
+            raise ConfigError(f"node settings: {err}") from err
+
+    def request(self) -> RunRequest:
+        """The run every received series goes through (the same knobs as ``denoise``)."""
+        settings = InferenceSettings(
+            roi=(self.roi, self.roi),
+            overlap=self.overlap,
+            batch_size=self.batch_size,
+            device=self.device,
+            threads=self.threads,
+            strength=self.strength,
+        )
+        return RunRequest(model=self.model, settings=settings, output=OutputPolicy(overwrite=True))
 
 
 def load_node_settings(path: Path | None, **overrides: Any) -> NodeSettings:
     """Read a node config (TOML), apply non-None ``overrides`` (flags win); unknown keys refused."""
-    try:
-        raw: dict[str, Any] = tomllib.loads(Path(path).read_text(encoding="utf-8")) if path else {}
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the node config ({err})") from err
-    known = {f.name for f in fields(NodeSettings)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
-        )
+    raw: dict[str, Any] = read_toml(path, what="the node config") if path else {}
     raw.update({key: value for key, value in overrides.items() if value is not None})
     if "storage" not in raw:
-        raise ConfigError(f"{path}: no storage folder (key 'storage' or --storage)")
-    raw["storage"] = Path(raw["storage"])
-    raw["allowed_aes"] = tuple(raw.get("allowed_aes", ()))
+        raise ConfigError(f"{path or 'flags'}: no storage folder (key 'storage' or --storage)")
+    raw["storage"] = str(raw["storage"])
     try:
-        return NodeSettings(**raw)
-    except TypeError as err:
-        raise ConfigError(f"{path}: {err}") from err
+        return build_config(NodeSettings, raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path or 'flags'}: {err}") from err
 
 
 class Node:
@@ -91,11 +107,8 @@ class Node:
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
         self.storage = settings.storage
-        self.inference = InferenceSettings(device=settings.device, threads=settings.threads)
-        self.model = resolve_model(
-            settings.model, device="cpu" if settings.device == "auto" else settings.device
-        )
-        self.manifest = Manifest(self.storage / MANIFEST_NAME)
+        self.denoiser = denoise_step(settings.request())  # the model is loaded once
+        self.manifest = Ledger(self.storage / LEDGER_NAME)
         self.policy = SendPolicy(
             attempts=settings.send_attempts,
             backoff_s=settings.send_backoff_s,
@@ -132,63 +145,71 @@ class Node:
             incomplete_s=self.settings.incomplete_timeout_s,
         ):
             self._commit(record, replace(record, state="received"))
-        for record in self.manifest.node_records("received"):
+        for record in self.manifest.records("received"):
             if stop.is_set():
                 return
             self._denoise(record)
-        for record in self.manifest.node_records("denoised"):
+        for record in self.manifest.records("denoised"):
             if stop.is_set() or time.time() < record.retry_at:
                 continue
             self._send(record, stop)
 
-    def _commit(self, seen: NodeRecord, new: NodeRecord) -> bool:
+    def _commit(self, seen: SeriesRecord, new: SeriesRecord) -> bool:
         """Store ``new`` unless the series changed since ``seen`` (a new instance arrived)."""
         with self.manifest.lock:
-            current = self.manifest.node_get(seen.series_uid)
+            current = self.manifest.get(seen.series_uid)
             if current is None or (current.state, current.last_received) != (seen.state, seen.last_received):
                 return False
-            self.manifest.node_put(new)
+            self.manifest.put(new)
             return True
 
-    def _denoise(self, record: NodeRecord) -> None:
+    def _denoise(self, record: SeriesRecord) -> None:
         tag = uid_tag(record.series_uid)
         folder = incoming_folder(self.storage, study_uid=record.study_uid, series_uid=record.series_uid)
-        derived = self.storage / "derived"
-        started = time.perf_counter()
+        results: tuple[SeriesResult, ...] = ()
         try:
-            remove_leftovers(derived / f"{record.series_uid}-denoised")
-            outcome = denoise_path(
-                input_path=folder, out_dir=derived, model=self.model, settings=self.inference, overwrite=True
-            )[0]
-        except (MeddenoiseError, OSError, RuntimeError, ValueError) as err:
-            logger.error("series %s failed to denoise: %s", tag, type(err).__name__)
-            self._commit(record, replace(record, state="failed", error=" ".join(str(err).split())))
+            summary = run_path(
+                input_path=folder,
+                out_dir=self.storage / "derived",
+                make_step=lambda: self.denoiser,
+                policy=self.settings.request().output,
+            )
+            results = summary.results
+        except MeddenoiseError as err:
+            error = error_line(err)
+        else:
+            error = "; ".join(r.error for r in results if not r.ok) or ("" if results else "no CT series")
+        if error:
+            logger.error("series %s failed to denoise", tag)
+            self._commit(record, replace(record, state="failed", error=error))
             return
-        seconds = time.perf_counter() - started
-        instances = len(list(outcome.output_folder.glob("*.dcm")))
-        card = self.model.card
-        logger.warning("series %s denoised (%d instances, %.1f s)", tag, instances, seconds)
+        (result,) = results
+        card = self.denoiser.card
+        logger.warning(
+            "series %s denoised (%d instances, %.1f s)", tag, result.instances, result.total_seconds
+        )
         self._commit(
             record,
             replace(
                 record,
                 state="denoised",
-                output_folder=str(outcome.output_folder),
-                output_instances=instances,
+                output_folder=str(result.output_folder),
+                output_series_uid=result.output_series_uid,
+                output_instances=result.instances,
                 model=f"{card.name} v{card.version}",
-                seconds=seconds,
+                seconds=result.total_seconds,
                 attempts=0,
                 error="",
             ),
         )
 
-    def destination_for(self, record: NodeRecord) -> Destination:
+    def destination_for(self, record: SeriesRecord) -> Destination:
         """The configured destination, or the sender's AE at its address on ``return_port``."""
         if self.settings.destination:
             return parse_destination(self.settings.destination)
         return Destination(record.origin_ae, record.origin_host, self.settings.return_port)
 
-    def _send(self, record: NodeRecord, stop: threading.Event) -> None:
+    def _send(self, record: SeriesRecord, stop: threading.Event) -> None:
         tag, destination = uid_tag(record.series_uid), self.destination_for(record)
         try:
             sent = send_folder(

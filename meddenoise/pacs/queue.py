@@ -4,7 +4,7 @@ Layout under the storage folder::
 
     incoming/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm   received, fsync'ed
     derived/<SeriesInstanceUID>-denoised/                                   written atomically
-    meddenoise-manifest.sqlite                                              NodeRecord per series
+    meddenoise-manifest.sqlite                                              SeriesRecord per series
 
 File and folder names come only from UIDs that pass validation, never from raw tag text, so a
 crafted tag cannot escape the storage folder. A file is renamed into place after ``fsync`` before
@@ -21,9 +21,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from meddenoise.batch.ledger import Ledger, SeriesRecord
 from meddenoise.dicom.derive import is_valid_uid
 from meddenoise.errors import OutputError
-from meddenoise.pacs.manifest import Manifest, NodeRecord
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +83,11 @@ def write_durably(path: Path, data: bytes) -> None:
 
 
 def note_instance(
-    manifest: Manifest, *, series_uid: str, study_uid: str, origin: tuple[str, str], new: bool
+    manifest: Ledger, *, series_uid: str, study_uid: str, origin: tuple[str, str], new: bool
 ) -> None:
     """Record that an instance of a series is arriving (before its file is written)."""
     with manifest.lock:
-        record = manifest.node_get(series_uid)
+        record = manifest.get(series_uid)
         now = time.time()
         if record is None or (new and record.state != "receiving"):
             if record is not None:
@@ -96,22 +96,22 @@ def note_instance(
                     uid_tag(series_uid),
                     record.state,
                 )
-            record = NodeRecord(
-                series_uid, study_uid, "receiving", origin_ae=origin[0], origin_host=origin[1]
+            record = SeriesRecord(
+                series_uid, "receiving", study_uid=study_uid, origin_ae=origin[0], origin_host=origin[1]
             )
-        manifest.node_put(replace(record, last_received=now, released=False))
+        manifest.put(replace(record, last_received=now, released=False))
 
 
-def note_released(manifest: Manifest, series_uids: set[str]) -> None:
+def note_released(manifest: Ledger, series_uids: set[str]) -> None:
     """The association that delivered these series ended normally: they may complete when idle."""
     with manifest.lock:
         for uid in series_uids:
-            record = manifest.node_get(uid)
+            record = manifest.get(uid)
             if record is not None and record.state == "receiving":
-                manifest.node_put(replace(record, released=True, last_received=time.time()))
+                manifest.put(replace(record, released=True, last_received=time.time()))
 
 
-def due_series(manifest: Manifest, *, idle_s: float, incomplete_s: float) -> list[NodeRecord]:
+def due_series(manifest: Ledger, *, idle_s: float, incomplete_s: float) -> list[SeriesRecord]:
     """Receiving series that are complete now: released and idle for ``idle_s``.
 
     A series whose association never ended normally (sender or node crashed) waits for the
@@ -119,13 +119,13 @@ def due_series(manifest: Manifest, *, idle_s: float, incomplete_s: float) -> lis
     """
     now = time.time()
     ready = []
-    for record in manifest.node_records("receiving"):
+    for record in manifest.records("receiving"):
         idle = now - record.last_received
         if record.released and idle >= idle_s:
             ready.append(record)
         elif not record.released and idle >= incomplete_s:
             logger.warning("series %s incomplete for %.0f s; marked failed", uid_tag(record.series_uid), idle)
-            manifest.node_put(
+            manifest.put(
                 replace(record, state="failed", error="incomplete: the association never ended normally")
             )
     return ready

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from meddenoise.errors import OutputError
-from meddenoise.pacs.manifest import Manifest
+from meddenoise.batch.ledger import Ledger
+from meddenoise.errors import OutputError, require_extra
 from meddenoise.pacs.queue import (
     incoming_folder,
     instance_path,
@@ -37,7 +37,7 @@ CANNOT_UNDERSTAND = 0xC000
 class StoreHandler:
     """Handles the SCP's events; remembers which series each open association touched."""
 
-    def __init__(self, *, storage: Path, manifest: Manifest) -> None:
+    def __init__(self, *, storage: Path, manifest: Ledger) -> None:
         self.storage = storage
         self.manifest = manifest
         self._touched: dict[int, set[str]] = defaultdict(set)
@@ -94,6 +94,7 @@ def start_scp(
     max_pdu: int,
 ) -> ThreadedAssociationServer:
     """Start a non-blocking Storage SCP; ``shutdown()`` the returned server to stop it."""
+    require_extra("pynetdicom", extra="pacs", feature="the DICOM node (serve)")
     from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
     from pynetdicom.sop_class import (  # type: ignore[attr-defined]
         CTImageStorage,

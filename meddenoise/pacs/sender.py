@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from meddenoise.errors import ConfigError, MeddenoiseError
+from meddenoise.errors import ConfigError, MeddenoiseError, require_extra
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ def send_folder(
 
 
 def _send_once(files: list[Path], *, destination: Destination, calling_ae: str, policy: SendPolicy) -> None:
+    require_extra("pynetdicom", extra="pacs", feature="sending DICOM (C-STORE)")
     from pydicom import dcmread
     from pynetdicom import AE
     from pynetdicom.sop_class import CTImageStorage, EnhancedCTImageStorage  # type: ignore[attr-defined]

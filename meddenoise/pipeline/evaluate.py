@@ -1,8 +1,13 @@
-"""Score a series against a reference and/or its low-dose input, slices paired by position, and report.
+"""Evaluate an output series once: scores, physics, aligned images and context in one Evaluation.
 
-With a reference, the report holds PSNR/SSIM/RMSE under each protocol; with or without one, it
-holds the physics metrics (noise, NPS, HU bias, MTF) and the figures of ``report.html``. UIDs are
-hashed and patient identity left out unless ``show_phi`` is set.
+With a reference (full dose) the evaluation holds PSNR/SSIM/RMSE under each protocol, for the
+output and for the low-dose input; with or without one, it holds the physics (noise, NPS, HU
+bias, MTF) measured in the same ROIs of every image. :mod:`meddenoise.report` renders it. Slices
+are paired by position along the normal. UIDs are hashed and patient identity left out unless
+``show_phi`` is set.
+
+Two entry points: :func:`evaluate` on series in memory (what the runner calls right after
+writing, with nothing read back), and :func:`evaluate_paths` on folders (``meddenoise evaluate``).
 """
 
 from __future__ import annotations
@@ -14,19 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from meddenoise.dicom import CTSeries, SeriesInfo, find_series
+from meddenoise.dicom import CTSeries, SeriesInfo
 from meddenoise.errors import SeriesError
-from meddenoise.metrics import SeriesScores, score_volume
-from meddenoise.models import LoadedModel
-from meddenoise.pipeline.load import load_info, read_series
+from meddenoise.metrics import SeriesScores, physics_summary, score_volume
+from meddenoise.models import ModelCard
+from meddenoise.pipeline.load import read_series
 from meddenoise.progress import ProgressFactory, no_progress
-from meddenoise.report import ReportFiles, ReportImages, build_report, shown_uid, write_report_files
-from meddenoise.report.dicom_report import write_dicom_report
+from meddenoise.report import Evaluation, ReportFiles, ReportImages, render_report, shown_uid
+from meddenoise.tolerances import POSITION_TOLERANCE_MM
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROTOCOLS: tuple[str, ...] = ("abdomen", "full")
-DICOM_REPORT_FOLDER = "dicom-report"
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class ReportOptions:
 
 
 def pair_by_position(
-    *, denoised: SeriesInfo, reference: SeriesInfo, tolerance_mm: float = 0.05
+    *, denoised: SeriesInfo, reference: SeriesInfo, tolerance_mm: float = POSITION_TOLERANCE_MM
 ) -> list[tuple[int, int]]:
     """Index pairs (denoised, reference) of slices at the same position along the normal."""
     if denoised.shape[1:] != reference.shape[1:]:
@@ -70,7 +74,7 @@ def pair_by_position(
     return pairs
 
 
-def evaluate_series(
+def score_series(
     *, denoised: CTSeries, reference: CTSeries, protocols: Sequence[str] = DEFAULT_PROTOCOLS
 ) -> dict[str, SeriesScores]:
     """PSNR/SSIM/RMSE of ``denoised`` against ``reference`` under each protocol, slices paired by position."""
@@ -130,7 +134,7 @@ def report_context(
     *,
     denoised: CTSeries,
     reference: CTSeries | None = None,
-    model: LoadedModel | None = None,
+    card: ModelCard | None = None,
     extra: dict[str, object] | None = None,
     input_series: CTSeries | None = None,
     show_phi: bool = False,
@@ -156,63 +160,71 @@ def report_context(
     if show_phi:
         context["patient_name"] = str(header.get("PatientName", ""))
         context["patient_id"] = str(header.get("PatientID", ""))
-    if model is not None:
-        context["model_card"] = model.card.to_dict()
+    if card is not None:
+        context["model_card"] = card.to_dict()
     context.update(extra or {})
     return context
 
 
-def write_evaluation_report(
+def evaluate(
     *,
     denoised: CTSeries,
-    out_dir: str | Path,
     reference: CTSeries | None = None,
     input_series: CTSeries | None = None,
-    model: LoadedModel | None = None,
+    card: ModelCard | None = None,
     options: ReportOptions = ReportOptions(),
-    dicom_folder: Path | None = None,
     extra: dict[str, object] | None = None,
-) -> ReportFiles:
-    """Write report.json, report.csv and report.html (and, with ``dicom_folder``, an Encapsulated PDF).
+) -> Evaluation:
+    """Measure ``denoised`` once against the ``reference`` (full dose) and/or its ``input_series``.
 
-    ``reference`` (full dose) gives PSNR/SSIM/RMSE; ``input_series`` (low dose) gives the noise
-    reduction and HU bias against the input. At least one is needed. ``options.dicom_report`` is
-    ignored here: ``dicom_folder`` says where the PDF goes.
+    The three are cut to the slice positions they share. ``reference`` gives PSNR/SSIM/RMSE of the
+    output (and of the input); ``input_series`` gives the noise reduction and HU bias against the
+    input. At least one is needed.
+
+    Examples
+    --------
+    >>> evaluation = evaluate(denoised=out, input_series=low, reference=full)  # doctest: +SKIP
+    >>> evaluation.scores["abdomen"].mean_psnr  # doctest: +SKIP
     """
     if reference is None and input_series is None:
-        raise ValueError("a report needs a reference or the low-dose input to compare the output with")
+        raise ValueError("an evaluation needs a reference or the low-dose input to compare the output with")
     out, ref, low = align_for_report(denoised=denoised, reference=reference, input_series=input_series)
     protocols = options.protocols
-    scores = evaluate_series(denoised=out, reference=ref, protocols=protocols) if ref is not None else {}
-    baseline = evaluate_series(denoised=low, reference=ref, protocols=protocols) if ref and low else None
+    scores = score_series(denoised=out, reference=ref, protocols=protocols) if ref is not None else {}
+    baseline = score_series(denoised=low, reference=ref, protocols=protocols) if ref and low else None
+    pixel_mm = (out.info.spacing_mm[1], out.info.spacing_mm[2])
     images = ReportImages(
         output=out.hu,
         input=None if low is None else low.hu,
         reference=None if ref is None else ref.hu,
         positions_mm=tuple(s.normal_offset_mm for s in out.info.slices),
-        pixel_mm=(out.info.spacing_mm[1], out.info.spacing_mm[2]),
+        pixel_mm=pixel_mm,
+    )
+    physics = physics_summary(
+        input_hu=images.input, output_hu=images.output, reference_hu=images.reference, pixel_mm=pixel_mm
     )
     context = report_context(
-        denoised=out, reference=ref, model=model, extra=extra, input_series=low, show_phi=options.show_phi
+        denoised=out, reference=ref, card=card, extra=extra, input_series=low, show_phi=options.show_phi
     )
-    content = build_report(
+    return Evaluation(
         images=images,
         scores=scores,
+        physics=physics,
         context=context,
         input_scores=baseline,
-        figure_slices=options.figure_slices,
+        figure_slices=options.figure_slices or (),
     )
-    files = write_report_files(out_dir=Path(out_dir), content=content)
-    if dicom_folder is not None:
-        header = out.info.slices[0].header
-        dicom = write_dicom_report(
-            content=content, source=header, folder=dicom_folder, show_phi=options.show_phi, overwrite=True
-        )
-        files = replace(files, dicom=dicom)
-    return files
 
 
-def evaluate_report_paths(
+def write_evaluation(
+    evaluation: Evaluation, *, out_dir: Path, options: ReportOptions, source: CTSeries
+) -> ReportFiles:
+    """Render ``evaluation`` into ``out_dir`` (with the DICOM PDF when ``options.dicom_report``)."""
+    header = source.info.slices[0].header if options.dicom_report else None
+    return render_report(evaluation, out_dir=out_dir, dicom_source=header, show_phi=options.show_phi)
+
+
+def evaluate_paths(
     *,
     denoised_path: str | Path,
     out_dir: str | Path,
@@ -221,16 +233,15 @@ def evaluate_report_paths(
     series_uid: str | None = None,
     options: ReportOptions = ReportOptions(),
     progress: ProgressFactory = no_progress,
-) -> ReportFiles:
-    """Read the series at the paths and write the full report into ``out_dir``.
+) -> tuple[Evaluation, ReportFiles]:
+    """Read the series at the paths, evaluate and write the report into ``out_dir``.
 
-    See :func:`write_evaluation_report`. With ``options.dicom_report`` the Encapsulated PDF goes to
-    ``out_dir/dicom-report/``. Paths are recorded only with ``options.show_phi`` (folder names
-    often carry patient names).
+    With ``options.dicom_report`` the Encapsulated PDF goes to ``out_dir/dicom/``. Paths are
+    recorded only with ``options.show_phi`` (folder names often carry patient names).
 
     Examples
     --------
-    >>> files = evaluate_report_paths(  # doctest: +SKIP
+    >>> evaluation, files = evaluate_paths(  # doctest: +SKIP
     ...     denoised_path="out/denoised", reference_path="full-dose", input_path="low-dose", out_dir="report"
     ... )
     """
@@ -241,73 +252,7 @@ def evaluate_report_paths(
     extra: dict[str, object] = {}
     if options.show_phi:
         extra = {k: str(v) for k, v in paths.items() if v is not None}
-    return write_evaluation_report(
-        denoised=denoised,
-        out_dir=out_dir,
-        reference=reference,
-        input_series=low,
-        options=options,
-        dicom_folder=Path(out_dir) / DICOM_REPORT_FOLDER if options.dicom_report else None,
-        extra=extra,
+    evaluation = evaluate(
+        denoised=denoised, reference=reference, input_series=low, options=options, extra=extra
     )
-
-
-def evaluate_paths(
-    *,
-    denoised_path: str | Path,
-    reference_path: str | Path,
-    out_dir: str | Path,
-    protocols: Sequence[str] = DEFAULT_PROTOCOLS,
-    series_uid: str | None = None,
-    progress: ProgressFactory = no_progress,
-    input_path: str | Path | None = None,
-    show_phi: bool = False,
-) -> tuple[Path, Path]:
-    """Score a denoised series against a reference series; write report.json, report.csv, report.html."""
-    files = evaluate_report_paths(
-        denoised_path=denoised_path,
-        reference_path=reference_path,
-        input_path=input_path,
-        out_dir=out_dir,
-        series_uid=series_uid,
-        options=ReportOptions(protocols=tuple(protocols), show_phi=show_phi),
-        progress=progress,
-    )
-    return files.json, files.csv
-
-
-def report_denoised_outputs(
-    *,
-    outputs: Sequence[tuple[Path, str]],
-    input_path: str | Path,
-    reference_path: str | Path | None = None,
-    model: LoadedModel | None = None,
-    options: ReportOptions = ReportOptions(),
-    progress: ProgressFactory = no_progress,
-) -> list[ReportFiles]:
-    """The reports of ``denoise --report``, one per (derived series folder, source SeriesInstanceUID).
-
-    Each compares the derived series with its low-dose source (and the reference, when given) and
-    goes to ``<output_folder>.report/``; the Encapsulated PDF (``dicom_report``) goes to
-    ``<output_folder>-report/``, next to the series. The input tree is scanned, and the reference
-    read, once for all of them.
-    """
-    sources = {info.series_uid: info for info in find_series(Path(input_path)).series}
-    reference = read_series(reference_path, progress=progress) if reference_path is not None else None
-    written = []
-    for output_folder, source_series_uid in outputs:
-        written.append(
-            write_evaluation_report(
-                denoised=read_series(output_folder, progress=progress),
-                out_dir=output_folder.with_name(output_folder.name + ".report"),
-                reference=reference,
-                input_series=load_info(sources[source_series_uid], progress),
-                model=model,
-                options=options,
-                dicom_folder=output_folder.with_name(output_folder.name + "-report")
-                if options.dicom_report
-                else None,
-                extra={"output_folder": output_folder.name},
-            )
-        )
-    return written
+    return evaluation, write_evaluation(evaluation, out_dir=Path(out_dir), options=options, source=denoised)

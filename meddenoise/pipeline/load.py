@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from meddenoise.dicom import CTSeries, SeriesInfo, find_series, select_series
 from meddenoise.dicom import read_series as read_series_info
 from meddenoise.errors import SeriesError
+from meddenoise.metrics import NoiseEstimate, estimate_noise_sd
 from meddenoise.models import DEFAULT_MODEL_NAME, LoadedModel, load_model
 from meddenoise.progress import ProgressFactory, no_progress
 
@@ -59,3 +61,10 @@ def warn_unfamiliar_pixels(model: LoadedModel, spacing_mm: tuple[float, float, f
         if message:
             logger.warning("%s: %s", source, message)
             return
+
+
+def middle_slice_noise(info: SeriesInfo) -> NoiseEstimate:
+    """The noise estimate (HU SD) of a series' middle slice; decodes that one slice only."""
+    middle = info.slices[len(info.slices) // 2]
+    one = replace(info, slices=(middle,), shape=(1, *info.shape[1:]))
+    return estimate_noise_sd(read_series_info(one).hu[0])

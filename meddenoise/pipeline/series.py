@@ -1,4 +1,6 @@
-"""Read → denoise → write for DICOM series: the core composition.
+"""The steps of the core composition for DICOM series: read, denoise, write.
+
+:mod:`meddenoise.pipeline.runner` strings them together for every face.
 
 Examples
 --------
@@ -10,7 +12,7 @@ Examples
 from __future__ import annotations
 
 import logging
-import time
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,39 +22,17 @@ from meddenoise.dicom import (
     CTSeries,
     Derivation,
     SeriesInfo,
-    check_output_location,
     derived_series_folder,
-    find_series,
-    select_series,
     write_derived_series,
 )
+from meddenoise.dicom.derive import DerivedIdentity
 from meddenoise.errors import OutputError
-from meddenoise.inference import InferenceSettings, denoise_volume, resolve_device
-from meddenoise.models import LoadedModel
-from meddenoise.pipeline.evaluate import evaluate_series, report_context
-from meddenoise.pipeline.load import (
-    input_folder,
-    load_info,
-    read_series,
-    resolve_model,
-    short_uid,
-    warn_unfamiliar_pixels,
-)
-from meddenoise.pipeline.volume import refuse_irregular, save_series_volumes
+from meddenoise.inference import InferenceSettings, denoise_volume
+from meddenoise.models import LoadedModel, ModelCard
+from meddenoise.pipeline.load import resolve_model, short_uid, warn_unfamiliar_pixels
 from meddenoise.progress import ProgressFactory, no_progress
-from meddenoise.report import write_report
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SeriesOutcome:
-    """What happened to one input series: where its output went and how long it took."""
-
-    source_series_uid: str
-    output_folder: Path
-    seconds: float
-    report_folder: Path | None = None
 
 
 def denoise_series(
@@ -93,8 +73,13 @@ def write_series(
     derivation: Derivation,
     overwrite: bool = False,
     progress: ProgressFactory = no_progress,
+    identity: DerivedIdentity | None = None,
 ) -> Path:
-    """Write ``series.hu`` as a derived series of ``series.info``; returns the series folder."""
+    """Write ``series.hu`` as a derived series of ``series.info``; returns the series folder.
+
+    ``identity`` fixes the new series' UIDs (see :func:`derived_identity`); None makes new ones.
+    """
+    remove_leftovers(derived_series_folder(out_dir=Path(out_dir), source=series.info, derivation=derivation))
     with progress(
         description=f"write {short_uid(series.info.series_uid)}", total=len(series.info.slices)
     ) as advance:
@@ -106,56 +91,38 @@ def write_series(
             padding_mask=series.padding_mask,
             overwrite=overwrite,
             progress=advance,
+            identity=identity,
         )
 
 
-def denoise_path(  # noqa: PLR0913 (the one entry point that names every knob of a denoise run)
-    *,
-    input_path: str | Path,
-    out_dir: str | Path,
-    model: str | Path | LoadedModel | None = None,
-    settings: InferenceSettings | None = None,
-    series_uids: Sequence[str] | None = None,
-    reference_path: str | Path | None = None,
-    overwrite: bool = False,
-    progress: ProgressFactory = no_progress,
-    also_save: Sequence[str] = (),
-) -> list[SeriesOutcome]:
-    """Denoise every chosen CT series under ``input_path`` into derived series under ``out_dir``.
+@dataclass(frozen=True)
+class DenoiseStep:
+    """The runner's step that denoises a series with a loaded model."""
 
-    ``also_save`` ("nifti", "mha") also writes each denoised series as a volume beside its folder.
-    """
-    input_root, out_root = Path(input_path), Path(out_dir)
-    check_output_location(input_root=input_folder(input_root), out_dir=out_root)
-    settings = settings or InferenceSettings()
-    device = resolve_device(settings.device)  # fail on a missing GPU before any work
-    infos = select_series(find_series(input_root), series_uids)
-    loaded = resolve_model(model, device=str(device))
-    derivation = model_derivation(loaded, settings)
-    refuse_existing(infos, out_root, derivation, overwrite)
-    if also_save:
-        refuse_irregular(infos)
-    reference = read_series(reference_path, progress=progress) if reference_path is not None else None
-    outcomes = []
-    for info in infos:
-        started = time.perf_counter()
-        denoised = denoise_series(
-            load_info(info, progress), model=loaded, settings=settings, progress=progress
-        )
-        folder = write_series(
-            denoised, out_dir=out_root, derivation=derivation, overwrite=overwrite, progress=progress
-        )
-        save_series_volumes(denoised, folder=folder, formats=also_save, overwrite=overwrite)
-        report = None
-        if reference is not None:
-            scores = evaluate_series(denoised=denoised, reference=reference)
-            context = report_context(
-                denoised=denoised, reference=reference, model=loaded, extra={"output_folder": folder.name}
-            )
-            report = folder.with_name(folder.name + ".report")
-            write_report(out_dir=report, scores=scores, context=context)
-        outcomes.append(SeriesOutcome(info.series_uid, folder, time.perf_counter() - started, report))
-    return outcomes
+    model: LoadedModel
+    settings: InferenceSettings
+
+    @property
+    def derivation(self) -> Derivation:
+        """How the derived series describes itself."""
+        return model_derivation(self.model, self.settings)
+
+    @property
+    def card(self) -> ModelCard:
+        """The model's card (it goes into the results and reports)."""
+        return self.model.card
+
+    def apply(self, series: CTSeries, progress: ProgressFactory) -> CTSeries:
+        """The denoised series."""
+        return denoise_series(series, model=self.model, settings=self.settings, progress=progress)
+
+
+def remove_leftovers(final: Path) -> None:
+    """Delete the writer's temporary folders for ``final`` left by a killed run (never a whole series)."""
+    for pattern in (f".tmp-{final.name}-*", f".old-{final.name}-*"):
+        for leftover in final.parent.glob(pattern):
+            logger.info("removing %s, left by an interrupted run", leftover.name)
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def refuse_existing(

@@ -2,62 +2,87 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meddenoise import __version__
-from meddenoise.dicom import Derivation, check_output_location, find_series, select_series
-from meddenoise.pipeline.load import input_folder, load_info, short_uid
-from meddenoise.pipeline.series import SeriesOutcome, refuse_existing, write_series
+from meddenoise.device import resolve_device
+from meddenoise.dicom import CTSeries, Derivation
+from meddenoise.models import ModelCard
+from meddenoise.pipeline.load import short_uid
+from meddenoise.pipeline.request import OutputPolicy
+from meddenoise.pipeline.runner import RunSummary, SeriesResult, run_path
 from meddenoise.progress import ProgressFactory, no_progress
 from meddenoise.simulate import SimulationSettings, simulate_from_settings
 
 
-def simulate_path(
-    *,
-    input_path: str | Path,
-    out_dir: str | Path,
-    settings: SimulationSettings,
-    series_uids: Sequence[str] | None = None,
-    seed: int | None = None,
-    device: str = "cpu",
-    overwrite: bool = False,
-    progress: ProgressFactory = no_progress,
-) -> list[SeriesOutcome]:
-    """Write a simulated low-dose derived series for every chosen CT series under ``input_path``."""
-    input_root, out_root = Path(input_path), Path(out_dir)
-    check_output_location(input_root=input_folder(input_root), out_dir=out_root)
-    infos = select_series(find_series(input_root), series_uids)
-    derivation = Derivation(
-        description=f"meddenoise {__version__}: {settings.describe()}",
-        series_description_suffix=f"sim {settings.dose_fraction:.0%} dose",
-        folder_suffix=f"sim-dose{round(settings.dose_fraction * 100):03d}",
-    )
-    refuse_existing(infos, out_root, derivation, overwrite)
-    outcomes = []
-    for info in infos:
-        started = time.perf_counter()
-        series = load_info(info, progress)
+@dataclass(frozen=True)
+class SimulateStep:
+    """The runner's step that turns a full-dose series into a simulated lower-dose one."""
+
+    settings: SimulationSettings
+    seed: int | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", str(resolve_device(self.device)))  # fail on a missing GPU now
+
+    @property
+    def derivation(self) -> Derivation:
+        """How the simulated series describes itself (the dose is in its folder name)."""
+        return Derivation(
+            description=f"meddenoise {__version__}: {self.settings.describe()}",
+            series_description_suffix=f"sim {self.settings.dose_fraction:.0%} dose",
+            folder_suffix=f"sim-dose{round(self.settings.dose_fraction * 100):03d}",
+        )
+
+    @property
+    def card(self) -> ModelCard | None:
+        """No model makes a simulated series."""
+        return None
+
+    def apply(self, series: CTSeries, progress: ProgressFactory) -> CTSeries:
+        """The series with the extra noise of the lower dose."""
+        info = series.info
         with progress(
             description=f"simulate {short_uid(info.series_uid)}", total=len(info.slices)
         ) as advance:
             hu = simulate_from_settings(
                 series.hu,
                 pixel_mm=info.spacing_mm[1:],
-                settings=settings,
-                seed=seed,
-                device=device,
+                settings=self.settings,
+                seed=self.seed,
+                device=self.device,
                 padding_mask=series.padding_mask,
                 progress=advance,
             )
-        folder = write_series(
-            replace(series, hu=hu),
-            out_dir=out_root,
-            derivation=derivation,
-            overwrite=overwrite,
-            progress=progress,
-        )
-        outcomes.append(SeriesOutcome(info.series_uid, folder, time.perf_counter() - started))
-    return outcomes
+        return replace(series, hu=hu)
+
+
+def simulate_path(
+    *,
+    input_path: str | Path,
+    out_dir: str | Path,
+    step: SimulateStep,
+    series_uids: Sequence[str] = (),
+    overwrite: bool = False,
+    progress: ProgressFactory = no_progress,
+    on_result: Callable[[SeriesResult], None] | None = None,
+) -> RunSummary:
+    """Write a simulated low-dose derived series for every chosen CT series under ``input_path``.
+
+    Examples
+    --------
+    >>> step = SimulateStep(settings=SimulationSettings(dose_fraction=0.25), seed=1)  # doctest: +SKIP
+    >>> summary = simulate_path(input_path="full", out_dir="sim", step=step)  # doctest: +SKIP
+    """
+    return run_path(
+        input_path=input_path,
+        out_dir=out_dir,
+        make_step=lambda: step,
+        policy=OutputPolicy(overwrite=overwrite),
+        series_uids=series_uids,
+        progress=progress,
+        on_result=on_result,
+    )

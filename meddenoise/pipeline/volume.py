@@ -10,19 +10,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
 import numpy as np
 
-from meddenoise.dicom import CTSeries, SeriesInfo
+from meddenoise.device import resolve_device
+from meddenoise.dicom import CTSeries, ProblemCode, SeriesInfo
 from meddenoise.errors import OutputError
-from meddenoise.inference import InferenceSettings, denoise_volume, resolve_device
-from meddenoise.metrics import score_volume
-from meddenoise.models import LoadedModel
+from meddenoise.inference import denoise_volume
+from meddenoise.metrics import physics_summary, score_volume
 from meddenoise.pipeline.evaluate import DEFAULT_PROTOCOLS
 from meddenoise.pipeline.load import resolve_model, warn_unfamiliar_pixels
+from meddenoise.pipeline.request import AlsoSave, RunRequest
 from meddenoise.progress import ProgressFactory, no_progress
-from meddenoise.report import write_report
+from meddenoise.report import Evaluation, ReportFiles, ReportImages, render_report
 from meddenoise.volume import (
     HU_AS_STORED,
     HUConvention,
@@ -37,9 +38,6 @@ from meddenoise.volume import (
 
 logger = logging.getLogger(__name__)
 
-AlsoSave = Literal["nifti", "mha"]
-"""Volume formats a denoised DICOM series can also be saved as."""
-
 ALSO_SAVE_EXTENSIONS: dict[str, str] = {"nifti": ".nii.gz", "mha": ".mha"}
 
 
@@ -52,20 +50,19 @@ def denoise_volume_path(
     *,
     input_path: str | Path,
     output_path: str | Path,
-    model: str | Path | LoadedModel | None = None,
-    settings: InferenceSettings | None = None,
+    request: RunRequest | None = None,
     convention: HUConvention = HU_AS_STORED,
     pixel_type: PixelType = "keep",
-    overwrite: bool = False,
     progress: ProgressFactory = no_progress,
 ) -> Path:
     """Denoise a volume file into ``output_path`` (same grid; int16 HU unless float is asked for)."""
+    request = request or RunRequest()
+    settings, overwrite = request.settings, request.output.overwrite
     input_path, output_path = Path(input_path), Path(output_path)
     check_output_path(output_path, sources=[input_path], overwrite=overwrite)  # before any work
-    settings = settings or InferenceSettings()
     device = resolve_device(settings.device)
     volume = read_volume(input_path, hu_offset=convention.offset, hu_scale=convention.scale)
-    loaded = resolve_model(model, device=str(device))
+    loaded = resolve_model(request.model, device=str(device))
     warn_unfamiliar_pixels(loaded, volume.spacing_mm, str(input_path))
     with progress(description=f"denoise {input_path.name}", total=volume.hu.shape[0]) as advance:
         hu = denoise_volume(volume.hu, model=loaded, settings=settings, progress=advance)
@@ -80,10 +77,14 @@ def also_save_paths(folder: Path, formats: Sequence[str]) -> list[Path]:
     return [folder.with_name(folder.name + ALSO_SAVE_EXTENSIONS[f]) for f in dict.fromkeys(formats)]
 
 
+IRREGULAR_GRID = frozenset({ProblemCode.TILT, ProblemCode.UNEVEN_SPACING, ProblemCode.GAP})
+"""Problems a regular volume grid would hide by misplacing slices."""
+
+
 def refuse_irregular(infos: Sequence[SeriesInfo]) -> None:
     """Refuse, before any work, series that a regular volume grid would misplace (tilt, uneven steps)."""
     for info in infos:
-        irregular = [p for p in info.problems if p.startswith(("gantry tilt", "uneven slice spacing"))]
+        irregular = [str(p) for p in info.issues if p.code in IRREGULAR_GRID]
         if irregular:
             raise OutputError(
                 f"series {info.series_uid} cannot be saved as a volume ({irregular[0]}); "
@@ -111,8 +112,8 @@ def evaluate_volume_paths(
     out_dir: str | Path,
     protocols: Sequence[str] = DEFAULT_PROTOCOLS,
     reference_convention: HUConvention = HU_AS_STORED,
-) -> tuple[Path, Path]:
-    """Score a denoised volume against a reference volume on the same grid; write the report.
+) -> tuple[Evaluation, ReportFiles]:
+    """Evaluate a denoised volume against a reference volume on the same grid; write the report.
 
     ``reference_convention`` declares the reference's values; a volume meddenoise wrote is HU.
     """
@@ -133,4 +134,18 @@ def evaluate_volume_paths(
         "n_slices": reference.hu.shape[0],
         "spacing_mm": list(reference.spacing_mm),
     }
-    return write_report(out_dir=Path(out_dir), scores=scores, context=context)
+    pixel_mm = (reference.spacing_mm[1], reference.spacing_mm[2])
+    evaluation = Evaluation(
+        images=ReportImages(
+            output=pair.denoised.hu,
+            reference=pair.reference.hu,
+            positions_mm=tuple(positions),
+            pixel_mm=pixel_mm,
+        ),
+        scores=scores,
+        physics=physics_summary(
+            input_hu=None, output_hu=pair.denoised.hu, reference_hu=pair.reference.hu, pixel_mm=pixel_mm
+        ),
+        context=context,
+    )
+    return evaluation, render_report(evaluation, out_dir=Path(out_dir))

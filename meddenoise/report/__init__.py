@@ -1,15 +1,19 @@
-"""Scores, physics metrics and figures to files: ``report.json``, ``report.csv``, ``report.html``, DICOM PDF.
+"""Render an Evaluation (measured by the pipeline) to ``report.json``, ``.csv``, ``.html`` and a DICOM PDF.
 
+This package measures nothing; :mod:`meddenoise.metrics` does, and the pipeline collects the
+results into an :class:`Evaluation`.
+
+* :mod:`meddenoise.report.render`: the one route, :func:`render_report`;
 * :mod:`meddenoise.report.json_csv`: the JSON document and CSV rows, written atomically;
-* :mod:`meddenoise.report.physics`: noise, NPS, HU bias and MTF of input/output/reference;
 * :mod:`meddenoise.report.figures`: matplotlib figures as PNG (imported lazily);
 * :mod:`meddenoise.report.html`: the self-contained HTML page;
-* :mod:`meddenoise.report.bundle`: build a whole report from aligned images and write it;
+* :mod:`meddenoise.report.bundle`: the Evaluation type, the figures and document of a report;
 * :mod:`meddenoise.report.dicom_report`: the same report as a DICOM Encapsulated PDF;
 * :mod:`meddenoise.report.phi`: hashed UIDs, no patient identity unless asked.
 """
 
 from meddenoise.report.bundle import (
+    Evaluation,
     ReportContent,
     ReportFiles,
     ReportImages,
@@ -27,15 +31,14 @@ from meddenoise.report.json_csv import (
     write_report,
 )
 from meddenoise.report.phi import hash_uid, shown_uid
-from meddenoise.report.physics import ImagePhysics, PhysicsSummary, physics_summary
+from meddenoise.report.render import render_report, write_comparison_png
 
 __all__ = [
     "CSV_COLUMNS",
     "CSV_NAME",
     "HTML_NAME",
     "JSON_NAME",
-    "ImagePhysics",
-    "PhysicsSummary",
+    "Evaluation",
     "ReportContent",
     "ReportFiles",
     "ReportImages",
@@ -43,9 +46,10 @@ __all__ = [
     "csv_rows",
     "hash_uid",
     "package_versions",
-    "physics_summary",
+    "render_report",
     "report_document",
     "shown_uid",
+    "write_comparison_png",
     "write_report",
     "write_report_files",
 ]

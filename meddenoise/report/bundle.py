@@ -1,9 +1,10 @@
-"""A whole report: physics metrics and figures computed from aligned images, written as JSON, CSV, HTML.
+"""A whole report from an :class:`Evaluation`: figures and document, written as JSON, CSV and HTML.
 
-:func:`build_report` turns the aligned HU volumes (input, output, reference) and the fidelity
-scores into a :class:`ReportContent` (the JSON document plus the figures); :func:`write_report_files`
-writes ``report.json``, ``report.csv`` and ``report.html``; the DICOM Encapsulated PDF
-(:mod:`meddenoise.report.dicom_report`) renders the same content.
+The pipeline measures everything once into an :class:`Evaluation` (aligned images, scores,
+physics, context); :func:`build_report` draws its figures and assembles the document
+(:class:`ReportContent`), and :func:`write_report_files` writes ``report.json``, ``report.csv``
+and ``report.html``. The DICOM Encapsulated PDF (:mod:`meddenoise.report.dicom_report`) renders
+the same content; :func:`meddenoise.report.render.render_report` does all of it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from meddenoise.metrics import SeriesScores
+from meddenoise.metrics import PhysicsSummary, SeriesScores
 from meddenoise.report import figures as figs
 from meddenoise.report.html import HTML_NAME, Figure, render_html
 from meddenoise.report.json_csv import (
@@ -28,7 +29,6 @@ from meddenoise.report.json_csv import (
     report_document,
     write_text_atomic,
 )
-from meddenoise.report.physics import PhysicsSummary, physics_summary
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +99,9 @@ def _slice_figures(images: ReportImages, slices: Sequence[int]) -> list[Figure]:
             images={role: hu[index] for role, hu in images.roles().items()},
             title=f"slice {index + 1} of {images.output.shape[0]} (position {positions[index]:.1f} mm)",
         )
-        out.append(
-            Figure(
-                panel, f"Slice {index + 1} at {positions[index]:.1f} mm", f"slice {index + 1} side by side"
-            )
-        )
+        shown = ", ".join(figs.LABELS[role] for role in images.roles())
+        caption = f"Slice {index + 1} at {positions[index]:.1f} mm, left to right: {shown}, difference"
+        out.append(Figure(panel, caption, f"slice {index + 1} side by side: {shown}"))
     return out
 
 
@@ -134,43 +132,50 @@ def _figures(
     return out
 
 
-def build_report(
-    *,
-    images: ReportImages,
-    scores: Mapping[str, SeriesScores],
-    context: Mapping[str, object],
-    input_scores: Mapping[str, SeriesScores] | None = None,
-    figure_slices: Sequence[int] | None = None,
-    title: str = "meddenoise report",
-) -> ReportContent:
-    """Measure the physics metrics, draw the figures and assemble the document of a report.
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Everything measured about one output series, once; the renderers only draw it.
 
-    ``figure_slices`` are indices into the aligned volumes (default: 3 evenly spaced slices).
+    ``images`` are the aligned input (low dose), output (denoised) and reference (full dose);
+    ``scores`` compare output with reference and ``input_scores`` input with reference, per
+    protocol; ``physics`` (noise, NPS, HU bias, MTF in the same ROIs) is None where no uniform
+    region exists; ``context`` says what was compared and how it was made (hashed UIDs, model card).
     """
-    physics = physics_summary(
-        input_hu=images.input,
-        output_hu=images.output,
-        reference_hu=images.reference,
-        pixel_mm=images.pixel_mm,
-    )
-    n = images.output.shape[0]
-    slices = list(figure_slices) if figure_slices is not None else figs.evenly_spaced(n)
-    if any(not 0 <= i < n for i in slices):
-        raise ValueError(f"figure slices {slices} lie outside the {n} compared slices")
+
+    images: ReportImages
+    scores: Mapping[str, SeriesScores]
+    physics: PhysicsSummary | None
+    context: Mapping[str, object]
+    input_scores: Mapping[str, SeriesScores] | None = None
+    figure_slices: tuple[int, ...] = ()
+    title: str = "meddenoise report"
+
+    def __post_init__(self) -> None:
+        n = self.images.output.shape[0]
+        slices = tuple(self.figure_slices) or tuple(figs.evenly_spaced(n))
+        if any(not 0 <= i < n for i in slices):
+            raise ValueError(f"figure slices {list(slices)} lie outside the {n} compared slices")
+        object.__setattr__(self, "figure_slices", slices)
+
+
+def build_report(evaluation: Evaluation) -> ReportContent:
+    """Draw the figures and assemble the document of a report (measures nothing)."""
+    images, physics = evaluation.images, evaluation.physics
+    slices = list(evaluation.figure_slices)
     document = report_document(
-        scores=scores,
-        context={**context, "figure_slices": slices, "positions_mm": images.positions()},
+        scores=evaluation.scores,
+        context={**evaluation.context, "figure_slices": slices, "positions_mm": images.positions()},
         physics=physics.as_dict() if physics is not None else {},
-        input_scores=input_scores,
+        input_scores=evaluation.input_scores,
     )
     if physics is None:
         document["physics"] = None
     return ReportContent(
         document=document,
-        figures=_figures(images, slices, physics, scores, input_scores),
-        title=title,
+        figures=_figures(images, slices, physics, evaluation.scores, evaluation.input_scores),
+        title=evaluation.title,
         physics=physics,
-        scores=dict(scores),
+        scores=dict(evaluation.scores),
     )
 
 

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from meddenoise.metrics import SeriesScores
-from meddenoise.report.physics import PhysicsSummary
+from meddenoise.metrics import PhysicsSummary, SeriesScores
 from meddenoise.windowing import DisplayWindow, window_by_name
 
 if TYPE_CHECKING:
@@ -70,21 +69,27 @@ def slice_panel(
     *,
     images: Mapping[str, npt.NDArray[np.floating]],
     title: str,
+    windows: Sequence[str] | None = None,
 ) -> bytes:
     """PNG of one slice: each image in ``images`` (role → 2D HU) per display window, plus a difference.
 
-    The difference is denoised − reference when a reference exists, else denoised − input, shown
-    at ±100 HU.
+    ``windows`` names the display windows (default: abdomen, and lung where lung is present). The
+    difference is denoised − reference when a reference exists, else denoised − input, shown at
+    ±100 HU.
     """
     output = np.asarray(images["output"], dtype=np.float64)
     base_role = "reference" if "reference" in images else "input"
     difference = output - np.asarray(images[base_role], dtype=np.float64)
-    windows = choose_windows(images.get("reference", output))
+    shown = (
+        tuple(window_by_name(name) for name in windows)
+        if windows is not None
+        else choose_windows(images.get("reference", output))
+    )
     columns = [r for r in ("input", "output", "reference") if r in images]
     n_cols = len(columns) + 1
-    figure = _figure(2.6 * n_cols, 2.75 * len(windows) + 0.3)
-    axes = figure.subplots(len(windows), n_cols, squeeze=False)
-    for row, window in enumerate(windows):
+    figure = _figure(2.6 * n_cols, 2.75 * len(shown) + 0.3)
+    axes = figure.subplots(len(shown), n_cols, squeeze=False)
+    for row, window in enumerate(shown):
         for col, role in enumerate(columns):
             ax = axes[row][col]
             ax.imshow(

@@ -210,16 +210,16 @@ def _json_default(value: object) -> object:
     raise TypeError(f"report context value of type {type(value).__name__} is not JSON serialisable")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+def _write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
         raise OutputError(f"{path}: cannot write the report ({err.strerror or err})") from err
     tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
             handle.flush()
             os.fsync(handle.fileno())
         tmp.chmod(0o644)
@@ -243,8 +243,8 @@ def csv_text(rows: Sequence[Mapping[str, str]]) -> str:
     return buffer.getvalue()
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Create ``path.parent`` if needed and write ``text`` atomically; returns ``path``."""
+def write_text_atomic(path: Path, text: str | bytes) -> Path:
+    """Create ``path.parent`` if needed and write ``text`` (or bytes) atomically; returns ``path``."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from meddenoise.device import resolve_device
 from meddenoise.simulate.fbp import FilterName, check_filter, fbp
 from meddenoise.simulate.geometry import SIEMENS_DEFINITION, FanBeamGeometry
 from meddenoise.simulate.noise import (
@@ -25,7 +26,6 @@ from meddenoise.simulate.noise import (
     noise_free_sinogram,
     noise_sinogram,
 )
-from meddenoise.simulate.projector import resolve_device
 
 logger = logging.getLogger(__name__)
 

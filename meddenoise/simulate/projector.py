@@ -18,21 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from meddenoise.errors import DeviceError
+from meddenoise.device import resolve_device
 from meddenoise.simulate.geometry import SIEMENS_DEFINITION, FanBeamGeometry
 
 logger = logging.getLogger(__name__)
 
 POINTS_PER_CHUNK = 1 << 23
 """Interpolated values (points times channels) handled at once: bounds the memory per chunk."""
-
-
-def resolve_device(device: torch.device | str | None) -> torch.device:
-    """Turn a device name into a ``torch.device``; raise DeviceError if CUDA is asked but absent."""
-    resolved = torch.device("cpu" if device is None else device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {str(resolved)!r} was requested but CUDA is not available here")
-    return resolved
 
 
 def as_slices(array: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor:

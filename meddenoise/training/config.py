@@ -1,28 +1,23 @@
 """Training recipes: TOML files in ``configs/``, validated on load.
 
-Every key is declared here with its type; an unknown key, a wrong type or a value out of range
-is a ConfigError that names the file and the key. (TOML reads ``1e-4`` as a float, unlike
-YAML 1.1, which is why the project uses TOML everywhere.)
+Every key is declared here with its type; the project's one TOML loader (:mod:`meddenoise.config`)
+refuses an unknown key or a wrong type, and the checks here a value out of range, each as a
+ConfigError that names the file and the key.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import re
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
+from meddenoise.config import build_config, read_toml
+from meddenoise.device import DEVICE_PATTERN
 from meddenoise.errors import ConfigError
 
 LossName = Literal["l1", "mse", "ssim", "l1+ssim", "mse+ssim"]
 OptimizerName = Literal["adamw", "adam"]
 AapmThickness = Literal["1mm", "3mm"]
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -93,6 +88,8 @@ class TrainConfig:
     time_limit_minutes: float = 120.0
     validate_every: int = 250
     body_threshold_hu: float = -500.0
+    # Share of patches whose neighbour slices are replaced by the centre slice (a lone slice).
+    context_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -113,49 +110,6 @@ class TrainingRecipe:
     source: Path | None = None
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check ``value`` against a dataclass field annotation, converting lists to tuples."""
-    origin = get_origin(annotation)
-    if origin is Literal:
-        if value not in get_args(annotation):
-            raise ConfigError(
-                f"{where} = {value!r}; valid values: {', '.join(map(str, get_args(annotation)))}"
-            )
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        args = get_args(annotation)
-        item_types = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
-        if len(item_types) != len(value):
-            raise ConfigError(f"{where} must have {len(item_types)} items, got {len(value)}")
-        return tuple(
-            _coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, item_types, strict=True))
-        )
-    if origin in (dict, typing.Union, types.UnionType):
-        return value
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if (isinstance(annotation, type) and not isinstance(value, annotation)) or (
-        isinstance(value, bool) and annotation is not bool
-    ):
-        raise ConfigError(f"{where} must be {getattr(annotation, '__name__', annotation)}, got {value!r}")
-    return value
-
-
-def _build(cls: type, table: Any, where: str) -> Any:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
-    unknown = sorted(set(table) - names)
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f"; valid keys: {', '.join(sorted(names))}"
-        raise ConfigError(f"unknown key {where}.{unknown[0]}{hint}")
-    return cls(**{key: _coerce(value, hints[key], f"{where}.{key}") for key, value in table.items()})
-
-
 def load_recipe(path: str | Path) -> TrainingRecipe:
     """Read and validate a training config (TOML).
 
@@ -166,18 +120,13 @@ def load_recipe(path: str | Path) -> TrainingRecipe:
     'unet_pu'
     """
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise ConfigError(f"{path}: no such config file") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    raw = read_toml(path, what="the training config")
     try:
         sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "output": OutputConfig}
         unknown = sorted(set(raw) - set(sections))
         if unknown:
             raise ConfigError(f"unknown section [{unknown[0]}]; valid sections: {', '.join(sections)}")
-        built = {name: _build(cls, raw.get(name, {}), name) for name, cls in sections.items()}
+        built = {name: build_config(cls, raw.get(name, {}), name) for name, cls in sections.items()}
         recipe = TrainingRecipe(**built, source=path)
         _check_ranges(recipe)
     except ConfigError as err:
@@ -232,7 +181,9 @@ def _check_train(train: TrainConfig) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"train.{key} must be >= 0, got {value}")
-    if not _DEVICE.match(train.device):
+    if not 0.0 <= train.context_dropout <= 1.0:
+        raise ConfigError(f"train.context_dropout must lie in [0, 1], got {train.context_dropout}")
+    if not DEVICE_PATTERN.match(train.device):
         raise ConfigError(f"train.device = {train.device!r}; valid values: auto, cpu, cuda, cuda:N")
 
 

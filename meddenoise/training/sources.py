@@ -30,12 +30,12 @@ import numpy as np
 
 from meddenoise.dicom import SeriesInfo, find_series, read_series
 from meddenoise.errors import ConfigError, SeriesError
+from meddenoise.tolerances import POSITION_TOLERANCE_MM
 from meddenoise.training.pairs import PairRun, run_starts
 
 logger = logging.getLogger(__name__)
 
 AapmThickness = Literal["1mm", "3mm"]
-PAIR_TOLERANCE_MM = 0.1  # well below any slice spacing, well above header rounding
 AIR_HU = -1024.0
 AAPM_DOSE_FRACTION = 0.25
 AAPM_PROVENANCE = {
@@ -121,7 +121,7 @@ def _unmatched(offsets: np.ndarray, others: np.ndarray) -> list[int]:
     if not len(others):
         return list(range(len(offsets)))
     distance = np.abs(offsets[:, None] - others[None, :]).min(axis=1)
-    return [int(i) for i in np.flatnonzero(distance > PAIR_TOLERANCE_MM)]
+    return [int(i) for i in np.flatnonzero(distance > POSITION_TOLERANCE_MM)]
 
 
 def check_pairs(*, full: SeriesInfo, low: SeriesInfo, full_folder: Path, low_folder: Path) -> None:
@@ -144,7 +144,7 @@ def check_pairs(*, full: SeriesInfo, low: SeriesInfo, full_folder: Path, low_fol
             )
     for a, b in zip(full.slices, low.slices, strict=True):
         shift = float(np.max(np.abs(np.subtract(a.position_mm, b.position_mm))))
-        if shift > PAIR_TOLERANCE_MM:
+        if shift > POSITION_TOLERANCE_MM:
             raise SeriesError(
                 f"{low_folder} and {full_folder} differ in field of view: slice {b.path.name} starts "
                 f"{shift:.2f} mm away from {a.path.name}; reconstruct both on the same grid"

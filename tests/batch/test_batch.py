@@ -11,11 +11,12 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from meddenoise.batch.ledger import LEDGER_NAME, Ledger
+from meddenoise.batch.rules import SelectionRules, exclusion_reason
+from meddenoise.batch.runner import BatchOptions, BatchSummary, run_batch, shard_of
 from meddenoise.dicom import find_series
 from meddenoise.inference import InferenceSettings
-from meddenoise.pacs.manifest import MANIFEST_NAME, Manifest
-from meddenoise.pacs.rules import SelectionRules, exclusion_reason
-from meddenoise.pipeline.batch import BatchOptions, BatchSummary, run_batch, shard_of
+from meddenoise.pipeline import RunRequest
 from tests.dicom.synthetic import make_series
 from tests.pacs.helpers import PYTHON, make_corrupt_series
 
@@ -28,22 +29,21 @@ def _tree(root: Path, *, good: int = 2) -> tuple[list[str], str]:
 
 
 def _run(tree: Path, out: Path, model: Path, **kwargs: object) -> BatchSummary:
-    with Manifest(out / MANIFEST_NAME) as ledger:
+    with Ledger(out / LEDGER_NAME) as ledger:
         rules = SelectionRules()
         return run_batch(
             in_tree=tree,
             out_tree=out,
             ledger=ledger,
             select=lambda i: exclusion_reason(i, rules),
-            model=model,
-            settings=CPU,
+            request=RunRequest(model=model, settings=CPU),
             options=BatchOptions(**kwargs),  # type: ignore[arg-type]
         )
 
 
 def _records(out: Path) -> dict[str, object]:
-    with Manifest(out / MANIFEST_NAME) as ledger:
-        return {r.series_uid: r for r in ledger.batch_records()}
+    with Ledger(out / LEDGER_NAME) as ledger:
+        return {r.series_uid: r for r in ledger.records()}
 
 
 def test_batch_records_resumes_retries_and_redoes_changed_input(tmp_path: Path, tiny_model: Path) -> None:
@@ -116,7 +116,7 @@ def test_batch_killed_with_sigkill_resumes_without_loss(tmp_path: Path, tiny_mod
     deadline = time.monotonic() + 120
     done_before_kill: set[str] = set()
     while time.monotonic() < deadline and process.poll() is None and not done_before_kill:
-        if (out / MANIFEST_NAME).exists():
+        if (out / LEDGER_NAME).exists():
             done_before_kill = {u for u, r in _records(out).items() if r.state == "done"}  # type: ignore[attr-defined]
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)

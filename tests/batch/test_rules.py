@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from meddenoise.batch.rules import SelectionRules, exclusion_reason, load_rules
 from meddenoise.dicom import find_series
 from meddenoise.errors import ConfigError
-from meddenoise.pacs.rules import SelectionRules, exclusion_reason, load_rules
 from tests.dicom.synthetic import make_series
 
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
@@ -35,9 +35,9 @@ def test_rules_file_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("min_slice = 3\n", "unknown key(s) min_slice"),
+        ("min_slice = 3\n", "unknown key min_slice"),
         ('description = "(unclosed"\n', "not a valid regex"),
-        ('orientation = "coronal"\n', "orientation 'coronal'"),
+        ('orientation = "coronal"\n', "orientation = 'coronal'"),
         ('modality = "CT"\n', "modality must be a list"),
         ("min_slices = 0\n", "min_slices must be >= 1"),
         ("min_slices = [\n", "cannot read rules"),

@@ -1,4 +1,4 @@
-"""Known answers for the report's physics numbers (meddenoise.report.physics)."""
+"""Known answers for the report's physics numbers (meddenoise.metrics.physics)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from meddenoise.metrics import physics_summary
 from meddenoise.phantom import torso_phantom
-from meddenoise.report import physics_summary
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ import pytest
 from meddenoise.cli import main
 from meddenoise.inference import InferenceSettings
 from meddenoise.pacs.dicomweb import DicomWebError, pull
-from meddenoise.pipeline import denoise_path
-from tests.conftest import require_shared, save_tiny_model
+from tests.conftest import require_shared, run_denoise, save_tiny_model
 from tests.pacs.conftest import Orthanc
 
 pytestmark = pytest.mark.slow
@@ -40,7 +39,7 @@ def test_pull_denoise_push_through_orthanc(tmp_path: Path, orthanc: Orthanc) -> 
     (folder,) = (tmp_path / "pulled" / header.StudyInstanceUID).iterdir()
     assert folder.name == header.SeriesInstanceUID and len(list(folder.glob("*.dcm"))) == 3
     model = save_tiny_model(tmp_path / "tiny.pt")
-    (outcome,) = denoise_path(
+    (outcome,) = run_denoise(
         input_path=folder,
         out_dir=tmp_path / "out",
         model=model,

@@ -13,7 +13,7 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
-from meddenoise.pacs.manifest import MANIFEST_NAME, Manifest
+from meddenoise.batch.ledger import LEDGER_NAME, Ledger
 from tests.conftest import require_shared
 from tests.pacs.conftest import Orthanc, free_port, wait_for_port
 from tests.pacs.helpers import PYTHON
@@ -107,8 +107,8 @@ def test_round_trip_back_to_the_sender_and_refusal(
     finally:
         if node.process and node.process.poll() is None:
             node.kill()
-    with Manifest(tmp_path / "node" / MANIFEST_NAME) as manifest:
-        (record,) = manifest.node_records()
+    with Ledger(tmp_path / "node" / LEDGER_NAME) as manifest:
+        (record,) = manifest.records()
     assert record.state == "sent" and record.origin_ae == "ORTHANC" and record.output_instances == 3
     log = node.log.read_text()
     assert record.series_uid not in log and record.study_uid not in log  # no UIDs (PHI) in the log

@@ -13,6 +13,7 @@ from meddenoise.dicom import find_series, read_series
 from meddenoise.errors import OutputError, SeriesError
 from meddenoise.inference import InferenceSettings
 from meddenoise.models import LoadedModel, ModelCard
+from meddenoise.pipeline import RunRequest
 from meddenoise.pipeline.volume import denoise_volume_path, evaluate_volume_paths, save_series_volumes
 from meddenoise.volume import HUConvention, read_volume, write_volume
 from tests.dicom.synthetic import make_series, oblique
@@ -22,6 +23,7 @@ IDENTITY = LoadedModel(
     network=nn.Identity(), card=ModelCard(name="identity", version="1", architecture="none")
 )
 SETTINGS = InferenceSettings(roi=(32, 32), device="cpu", threads=1)
+IDENTITY_REQUEST = RunRequest(model=IDENTITY, settings=SETTINGS)
 
 
 def identity_output(hu: np.ndarray) -> np.ndarray:
@@ -38,7 +40,9 @@ def identity_output(hu: np.ndarray) -> np.ndarray:
 def test_identity_denoising_keeps_volume_and_grid(tmp_path: Path, extension: str) -> None:
     source = write_volume(ct_volume(), tmp_path / f"in.{extension}")
     out = denoise_volume_path(
-        input_path=source, output_path=tmp_path / "out" / f"ct.{extension}", model=IDENTITY, settings=SETTINGS
+        input_path=source,
+        output_path=tmp_path / "out" / f"ct.{extension}",
+        request=IDENTITY_REQUEST,
     )
     before, after = read_volume(source), read_volume(out)
     assert (before.hu < -1024).any()  # the phantom's noisy air, so the clipping is exercised
@@ -55,13 +59,14 @@ def test_declared_convention_and_float_output(tmp_path: Path) -> None:
     source = write_volume(ct_volume(np.rint(phantom_hu()) + 1000.0), tmp_path / "phantom.mha")
     with pytest.raises(SeriesError, match="looks like raw stored values"):
         denoise_volume_path(
-            input_path=source, output_path=tmp_path / "out.mha", model=IDENTITY, settings=SETTINGS
+            input_path=source,
+            output_path=tmp_path / "out.mha",
+            request=IDENTITY_REQUEST,
         )
     out = denoise_volume_path(
         input_path=source,
         output_path=tmp_path / "out.mha",
-        model=IDENTITY,
-        settings=SETTINGS,
+        request=IDENTITY_REQUEST,
         convention=HUConvention(offset=-1000.0),
         pixel_type="float32",
     )
@@ -78,7 +83,7 @@ def test_unsafe_outputs_are_refused_before_any_work(tmp_path: Path) -> None:
         (tmp_path / "out.dcm", "names no volume format"),
     ):
         with pytest.raises(OutputError, match=message):
-            denoise_volume_path(input_path=source, output_path=target, model=IDENTITY, settings=SETTINGS)
+            denoise_volume_path(input_path=source, output_path=target, request=IDENTITY_REQUEST)
 
 
 def test_also_save_writes_volumes_beside_the_series(tmp_path: Path) -> None:
@@ -97,9 +102,8 @@ def test_also_save_writes_volumes_beside_the_series(tmp_path: Path) -> None:
 def test_evaluate_volumes_on_one_grid_and_refuse_others(tmp_path: Path) -> None:
     reference = write_volume(ct_volume(), tmp_path / "reference.mha")
     denoised = write_volume(ct_volume(phantom_hu(seed=1)), tmp_path / "denoised.nii.gz")
-    report_json, _ = evaluate_volume_paths(
-        denoised_path=denoised, reference_path=reference, out_dir=tmp_path / "r"
-    )
+    _, files = evaluate_volume_paths(denoised_path=denoised, reference_path=reference, out_dir=tmp_path / "r")
+    report_json = files.json
     assert report_json.is_file()
     shifted = replace(ct_volume(), origin_mm=(0.0, 0.0, 0.0))
     other = write_volume(shifted, tmp_path / "shifted.mha")
@@ -119,11 +123,15 @@ def test_pixels_the_model_never_saw_get_one_warning_naming_the_file(
     unfamiliar = write_volume(coarse, tmp_path / "coarse.mha")
     with caplog.at_level("WARNING", logger="meddenoise"):
         denoise_volume_path(
-            input_path=familiar, output_path=tmp_path / "a.mha", model=model, settings=SETTINGS
+            input_path=familiar,
+            output_path=tmp_path / "a.mha",
+            request=RunRequest(model=model, settings=SETTINGS),
         )
         assert not caplog.records
         out = denoise_volume_path(
-            input_path=unfamiliar, output_path=tmp_path / "b.mha", model=model, settings=SETTINGS
+            input_path=unfamiliar,
+            output_path=tmp_path / "b.mha",
+            request=RunRequest(model=model, settings=SETTINGS),
         )
     [record] = caplog.records
     assert (

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from meddenoise.cli import main
-from meddenoise.pipeline import ReportOptions, evaluate_report_paths, read_series
+from meddenoise.pipeline import ReportOptions, evaluate_paths, read_series
 from meddenoise.report import hash_uid
 from meddenoise.report.dicom_report import ENCAPSULATED_PDF_STORAGE
 from tests.report.phantom_series import PATIENT_ID, PATIENT_NAME, PhantomSet, make_phantom_set
@@ -28,7 +28,7 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> PhantomSet:
 @pytest.fixture(scope="module")
 def full_report(phantom: PhantomSet, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    evaluate_report_paths(
+    evaluate_paths(
         denoised_path=phantom.denoised,
         reference_path=phantom.full,
         input_path=phantom.low,
@@ -77,7 +77,7 @@ def test_no_phi_and_hashed_uids_by_default(phantom: PhantomSet, full_report: Pat
 
 
 def test_show_phi_writes_identity(phantom: PhantomSet, tmp_path: Path) -> None:
-    files = evaluate_report_paths(
+    _, files = evaluate_paths(
         denoised_path=phantom.denoised,
         input_path=phantom.low,
         out_dir=tmp_path,
@@ -90,7 +90,7 @@ def test_show_phi_writes_identity(phantom: PhantomSet, tmp_path: Path) -> None:
 
 
 def test_report_without_reference_gives_noise_nps_and_bias(phantom: PhantomSet, tmp_path: Path) -> None:
-    files = evaluate_report_paths(denoised_path=phantom.denoised, input_path=phantom.low, out_dir=tmp_path)
+    _, files = evaluate_paths(denoised_path=phantom.denoised, input_path=phantom.low, out_dir=tmp_path)
     doc = json.loads(files.json.read_text())
     assert doc["series"] == {}
     physics = doc["physics"]
@@ -109,7 +109,7 @@ def test_report_without_reference_gives_noise_nps_and_bias(phantom: PhantomSet, 
 def test_dicom_report_is_a_valid_encapsulated_pdf_in_the_study(
     phantom: PhantomSet, full_report: Path
 ) -> None:
-    (path,) = (full_report / "dicom-report").glob("*.dcm")
+    (path,) = (full_report / "dicom").glob("*.dcm")
     ds = pydicom.dcmread(path)
     assert ds.SOPClassUID == ENCAPSULATED_PDF_STORAGE
     denoised = read_series(phantom.denoised).info
@@ -159,7 +159,7 @@ def test_cli_denoise_report_without_reference(phantom: PhantomSet, tmp_path: Pat
     assert doc["series"] == {} and doc["context"]["model_card"]["name"] == "tiny"
     assert doc["physics"]["noise_reduction_percent"] is not None
     assert (report / "report.html").exists()
-    (pdf,) = series.with_name(series.name + "-report").glob("*.dcm")
+    (pdf,) = (series.with_name(series.name + ".report") / "dicom").glob("*.dcm")
     assert pydicom.dcmread(pdf).StudyInstanceUID == read_series(series).info.study_uid
     for phi in PHI_STRINGS:
-        assert phi not in "\n".join(p.read_text() for p in report.iterdir())
+        assert phi not in "\n".join(p.read_text() for p in report.iterdir() if p.is_file())

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from meddenoise.pipeline import evaluate_report_paths
+from meddenoise.pipeline import evaluate_paths
 from tests.report.phantom_series import make_phantom_set
 
 CHROMIUM_FLAGS = (
@@ -58,7 +58,7 @@ def _run(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProces
 def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     chromium = _chromium()
     series = make_phantom_set(tmp_path / "series")
-    files = evaluate_report_paths(
+    _, files = evaluate_paths(
         denoised_path=series.denoised,
         reference_path=series.full,
         input_path=series.low,
