@@ -264,7 +264,8 @@ def _cells(row: dict[str, Any]) -> str:
     """Each model's d′ ± SD, ratio ± SD and verdict (in brackets for the pooled row)."""
     cells = []
     for c in row["models"].values():
-        found = f"{c['ratio']:.3f} ± {c['ratio_sd']:.3f}" if np.isfinite(c["ratio"]) else "n/a"
+        finite = np.isfinite(c["ratio"]) and np.isfinite(c["ratio_sd"])
+        found = f"{c['ratio']:.3f} ± {c['ratio_sd']:.3f}" if finite else "n/a"
         mark = f"({c['verdict']})" if row["insert"] == POOLED else c["verdict"]
         cells.append(f" {c['dprime'][0]:.2f} ± {c['dprime'][1]:.2f} | {found} | {mark} |")
     return "".join(cells)
