@@ -38,9 +38,17 @@ from meddenoise.errors import MeddenoiseError, SeriesError
 from meddenoise.metrics import estimate_noise_sd
 from meddenoise.models import ModelCard
 from meddenoise.pipeline.evaluate import evaluate, write_evaluation
-from meddenoise.pipeline.load import input_folder, load_info, read_series, resolve_model, short_uid
+from meddenoise.pipeline.load import (
+    input_folder,
+    load_info,
+    middle_slice_noise,
+    read_series,
+    resolve_model,
+    short_uid,
+)
 from meddenoise.pipeline.request import OutputPolicy, RunRequest
 from meddenoise.pipeline.series import DenoiseStep, refuse_existing, write_series
+from meddenoise.pipeline.stream import stream_denoise
 from meddenoise.pipeline.volume import refuse_irregular, save_series_volumes
 from meddenoise.progress import ProgressFactory, no_progress
 from meddenoise.report import Evaluation, ReportFiles
@@ -162,6 +170,8 @@ def run_series(
     try:
         if info.fatal_problems:
             raise SeriesError(f"series {info.series_uid} refused: {'; '.join(info.fatal_problems)}")
+        if streams(step, policy):
+            return _streamed(info, step=step, out_dir=out_dir, policy=policy, progress=progress)
         source = load_info(info, progress)
         noise_hu = sampled_noise_hu(source)
         logger.info("series %s: estimated noise %.1f HU SD", short_uid(info.series_uid), noise_hu)
@@ -215,6 +225,35 @@ def run_series(
         series=derived,
         report=report,
         evaluation=evaluation,
+        input_noise_hu=noise_hu,
+    )
+
+
+def streams(step: SeriesStep, policy: OutputPolicy) -> bool:
+    """Whether a series is denoised chunk by chunk in flat memory: when nothing needs the whole
+    volume at once (a report, a volume copy) and no slice may be missing (``allow_gaps``)."""
+    return isinstance(step, DenoiseStep) and not (policy.report or policy.also_save or policy.allow_gaps)
+
+
+def _streamed(
+    info: SeriesInfo, *, step: SeriesStep, out_dir: Path, policy: OutputPolicy, progress: ProgressFactory
+) -> SeriesResult:
+    assert isinstance(step, DenoiseStep)
+    started = time.perf_counter()
+    for problem in info.problems:
+        logger.warning("series %s: %s", info.series_uid, problem)
+    noise_hu = middle_slice_noise(info).sd_hu
+    identity = derived_identity(source=info, derivation=step.derivation)
+    folder = stream_denoise(
+        info, step=step, out_dir=out_dir, identity=identity, overwrite=policy.overwrite, progress=progress
+    )
+    return SeriesResult(
+        source_series_uid=info.series_uid,
+        output_folder=folder,
+        output_series_uid=identity.series_uid,
+        instances=len(info.slices),
+        model=step.card,
+        seconds={"stream": round(time.perf_counter() - started, 3)},
         input_noise_hu=noise_hu,
     )
 
