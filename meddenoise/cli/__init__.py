@@ -11,11 +11,11 @@ import traceback
 import typer
 
 # Importing the command modules registers their commands (grouped in --help by panel).
-from meddenoise.cli import pacs_commands, series_commands
+from meddenoise.cli import pacs_commands, series_commands, server_commands
 from meddenoise.cli.app import STATE, app
 from meddenoise.errors import MeddenoiseError
 
-__all__ = ["app", "main", "pacs_commands", "series_commands"]
+__all__ = ["app", "main", "pacs_commands", "series_commands", "server_commands"]
 
 
 def main(argv: list[str] | None = None) -> int:
