@@ -409,3 +409,44 @@ def test_python_dash_m_warns_of_a_skipped_file_and_with_allow_gaps_denoises_the_
     (warning,) = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
     assert f"{written.paths[0].name} skipped: pixel data truncated" in warning
     assert len(list((tmp_path / "out" / f"{written.series_uid}-denoised").iterdir())) == 2
+
+
+def test_simulate_with_device_auto_picks_a_device_this_machine_has(tmp_path: Path, capsys) -> None:
+    make_series(tmp_path / "in", n_slices=2)
+    code, out, err = run(
+        capsys, "simulate", tmp_path / "in", tmp_path / "sim", "--device", "auto", "--seed", 1
+    )
+    assert code == 0, err
+    assert "Traceback" not in err and "sim-dose025" in out
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "extra"),
+    [
+        ("dicomweb_client", ("push", "FOLDER", "--dicomweb", "http://127.0.0.1:9/dicom-web"), "pacs"),
+        (
+            "dicomweb_client",
+            ("pull", "OUT", "--dicomweb", "http://127.0.0.1:9/dicom-web", "--series", "1.2"),
+            "pacs",
+        ),
+        ("dask.distributed", ("batch", "IN", "OUT", "--dask", "local:1", "--device", "cpu"), "dask"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_what_to_install(
+    tmp_path: Path,
+    capsys,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_model: Path,
+    module: str,
+    args: tuple,
+    extra: str,
+) -> None:
+    make_series(tmp_path / "in", n_slices=2)
+    monkeypatch.setitem(sys.modules, module, None)  # what an absent package looks like to import
+    paths = {"FOLDER": tmp_path / "in", "IN": tmp_path / "in", "OUT": tmp_path / "out"}
+    argv = [str(paths.get(a, a)) for a in args]
+    if argv[0] == "batch":
+        argv += ["--model", str(tiny_model)]
+    code, _, err = run(capsys, *argv)
+    line = assert_one_error(code, err, f'pip install "meddenoise[{extra}]"')
+    assert "ModuleNotFoundError" not in line

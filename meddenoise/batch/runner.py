@@ -30,14 +30,17 @@ from pathlib import Path
 from typing import Protocol
 
 from meddenoise.batch.ledger import RecordState, SeriesRecord
+from meddenoise.errors import require_extra
 from meddenoise.pipeline import (
     DenoiseStep,
     LoadedModel,
     RunRequest,
+    ScanResult,
     SeriesInfo,
     check_output_location,
     error_line,
     find_series,
+    lost_results,
     resolve_device,
     resolve_model,
     run_series,
@@ -206,6 +209,8 @@ def run_batch(
     ``select`` returns why a series is left out (None to take it); ``on_result`` hears of each
     series as it finishes. Per-series failures are recorded, not raised.
     """
+    if options.dask is not None:
+        require_extra("dask.distributed", extra="dask", feature="batch --dask")  # before any work
     root, out_root = Path(in_tree), Path(out_tree)
     check_output_location(input_root=root, out_dir=out_root)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -221,6 +226,7 @@ def run_batch(
         part=(options.num_parts, options.part_id),
     )
     recorder = _Recorder(ledger, f"{loaded.card.name} v{loaded.card.version}", on_result)
+    skipped += _record_lost(scan, recorder, ledger=ledger, options=options)
     for info, checksum in todo:
         recorder.start(info.series_uid, checksum)
     jobs = [BatchJob(info, out_root, request) for info, _ in todo]
@@ -232,6 +238,25 @@ def run_batch(
 
         run_on_dask(jobs, address=options.dask, on_result=recorder.finish)
     return BatchSummary(tuple(recorder.succeeded), tuple(skipped), tuple(recorder.failed), scan.skipped)
+
+
+def _record_lost(
+    scan: ScanResult, recorder: _Recorder, *, ledger: RecordStore, options: BatchOptions
+) -> list[tuple[str, str]]:
+    """Record as failed the series of this part none of whose files could be used; returns those
+    skipped because they failed before (unless retrying)."""
+    skipped = []
+    for result in lost_results(scan):
+        uid = result.source_series_uid
+        if shard_of(uid, num_parts=options.num_parts) != options.part_id:
+            continue
+        previous = ledger.get(uid)
+        if previous is not None and previous.state == "failed" and not options.retry_failed:
+            skipped.append((uid, "failed before (use --retry-failed)"))
+            continue
+        recorder.start(uid, "")
+        recorder.finish(JobResult(uid, 0.0, error=result.error))
+    return skipped
 
 
 class _Recorder:

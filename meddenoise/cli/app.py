@@ -103,8 +103,10 @@ def _main(
 
 def print_run(result: SeriesResult) -> None:
     """One series' outcome as it finishes: where it went (and its report), or why it failed."""
+    from meddenoise.pipeline import shown_text
+
     if not result.ok:
-        uid = result.source_series_uid
+        uid = shown_text(result.source_series_uid)
         named = result.error if uid in result.error else f"{result.error} (series {uid})"
         typer.echo(f"error: {named}", err=True)
         return

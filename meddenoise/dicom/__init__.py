@@ -2,7 +2,7 @@
 
 from meddenoise.dicom.discover import find_series, select_series, series_info_from
 from meddenoise.dicom.geometry import TILT_TOLERANCE_DEG
-from meddenoise.dicom.problems import Problem, ProblemCode, shown_path
+from meddenoise.dicom.problems import Problem, ProblemCode, shown_path, shown_text
 from meddenoise.dicom.read import read_series
 from meddenoise.dicom.series import CTSeries, ScanResult, SeriesInfo, SkippedFile, SliceRef
 from meddenoise.dicom.validate import MAX_DECODED_BYTES, MAX_VOLUME_BYTES, HeaderError, TooLargeError
@@ -39,6 +39,7 @@ __all__ = [
     "select_series",
     "series_info_from",
     "shown_path",
+    "shown_text",
     "write_derived_series",
     "write_series_files",
 ]

@@ -44,9 +44,10 @@ from meddenoise.dicom.header import (
     warnings_logged,
 )
 from meddenoise.dicom.problems import Problem, ProblemCode, shown_path, shown_text
+from meddenoise.dicom.rawheader import series_uid_of_broken
 from meddenoise.dicom.series import ScanResult, SeriesInfo, SkippedFile, SliceRef
 from meddenoise.dicom.validate import HeaderError
-from meddenoise.dicom.walk import WRITER_TEMP_PREFIXES, walk
+from meddenoise.dicom.walk import WRITER_TEMP_PREFIXES, open_regular, walk
 from meddenoise.errors import SeriesError
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ CT_SOP_CLASSES = frozenset({CT_IMAGE_STORAGE, ENHANCED_CT_STORAGE})
 __all__ = ["NOT_DICOM", "NO_PIXEL_DATA", "WRITER_TEMP_PREFIXES", "find_series", "select_series"]
 
 _Found = tuple[list[SliceRef], Problem | None]
+NO_SERIES_UID = "no SeriesInstanceUID"
 
 
 def find_series(root: Path, *, allow_gaps: bool = False) -> ScanResult:
@@ -176,6 +178,10 @@ def _scan_file(path: Path) -> _Found | Skip:
 
 def _slices_of(path: Path, ds: Dataset, pixel_issue: str | None) -> _Found | Skip:
     reason = _not_ct_reason(ds)
+    if reason == NO_SERIES_UID:  # a CT slice all the same: find its series, so it is missed there
+        uid = _raw_series_uid(path)
+        if uid:
+            return Skip.of(ProblemCode.BAD_HEADER, f"{NO_SERIES_UID} in the parsed header (damaged)", uid)
     if reason:
         return Skip.of(ProblemCode.NOT_CT, reason)
     uid = _series_uid(ds)
@@ -249,6 +255,15 @@ def rescale_values(header: Dataset, frame_index: int | None) -> tuple[object, ob
     )
 
 
+def _raw_series_uid(path: Path) -> str:
+    """The SeriesInstanceUID a raw scan finds in the file, or "" (see ``rawheader``)."""
+    try:
+        with open_regular(path) as fp:
+            return series_uid_of_broken(fp)
+    except OSError:
+        return ""
+
+
 def _series_uid(ds: Dataset) -> str:
     try:
         return str(ds.get("SeriesInstanceUID", "") or "")
@@ -264,7 +279,7 @@ def _not_ct_reason(ds: Dataset) -> str | None:
             return f"modality {modality}, not CT"
         return f"SOP class {UID(sop).name or 'missing'}, not CT Image Storage"
     if "SeriesInstanceUID" not in ds:
-        return "no SeriesInstanceUID"
+        return NO_SERIES_UID
     if int(ds.get("SamplesPerPixel") or 1) != 1:
         return f"SamplesPerPixel {ds.SamplesPerPixel}, not a greyscale CT image"
     return None
@@ -281,7 +296,8 @@ def _describe(
     series = []
     for uid, refs in groups.items():
         try:
-            series.append(_series(uid, refs, file_problems, skipped, allow_gaps))
+            with warnings_logged(refs[0].path):  # values converted here for the first time may warn
+                series.append(_series(uid, refs, file_problems, skipped, allow_gaps))
         except Exception as err:  # a last resort: one broken series never stops the others
             words = " ".join(f"series cannot be described: {type(err).__name__}: {err}".split())
             problem = Problem(ProblemCode.BAD_HEADER, shown_text(words)[:300])
@@ -391,8 +407,9 @@ def _int_or_zero(value: object) -> int:
 
 
 def _series_number(info: SeriesInfo) -> int:
-    value = info.slices[0].header.get("SeriesNumber")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+    """SeriesNumber, for sorting only: 0 when it is absent or unusable (converted here, warnings logged)."""
+    with warnings_logged(info.slices[0].path):
+        try:
+            return int(info.slices[0].header.get("SeriesNumber"))
+        except Exception:  # an unconvertible IS value must not stop the scan
+            return 0

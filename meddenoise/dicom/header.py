@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,17 +53,68 @@ class Skip:
 
 @contextmanager
 def warnings_logged(path: Path) -> Iterator[None]:
-    """Record the warnings raised inside (pydicom's) and log each distinct one once, naming the file.
+    """Record the warnings and pydicom log records raised inside; log each distinct one once, naming
+    the file.
 
-    This replaces the process's warning filters while it runs (``warnings.catch_warnings``).
+    pydicom both warns and logs most complaints, and logs decoder failures with a traceback; here
+    they become one escaped line each on this module's logger. This replaces the process's warning
+    filters while it runs (``warnings.catch_warnings``).
     """
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _pydicom_log_captured() as records:
         warnings.simplefilter("always")
         try:
             yield
         finally:
-            for message in dict.fromkeys(str(w.message) for w in caught):
-                logger.warning("%s: %s", shown_path(path), shown_text(message))
+            for message in dict.fromkeys([*(str(w.message) for w in caught), *records]):
+                logger.warning("%s: %s", shown_path(path), shown_text(" ".join(message.split())))
+
+
+_capture = threading.local()
+_capture_lock = threading.Lock()
+_capture_users = 0
+
+
+class _PydicomRecords(logging.Handler):
+    """Collects pydicom's records for the innermost ``warnings_logged`` of this thread.
+
+    Records of other threads (or outside any capture) go on to the root logger's handlers, as
+    propagation would have sent them.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stack: list[list[str]] | None = getattr(_capture, "stack", None)
+        if stack:
+            if record.levelno >= logging.WARNING:
+                stack[-1].append(record.getMessage())
+        else:
+            logging.getLogger().handle(record)
+
+
+_HANDLER = _PydicomRecords()
+
+
+@contextmanager
+def _pydicom_log_captured() -> Iterator[list[str]]:
+    """The messages pydicom logs (WARNING and above) inside, instead of printing them."""
+    global _capture_users  # noqa: PLW0603  # one shared handler, installed while anyone captures
+    pydicom_logger = logging.getLogger("pydicom")
+    stack: list[list[str]] = _capture.__dict__.setdefault("stack", [])
+    records: list[str] = []
+    stack.append(records)
+    with _capture_lock:
+        if _capture_users == 0:
+            pydicom_logger.addHandler(_HANDLER)
+            pydicom_logger.propagate = False
+        _capture_users += 1
+    try:
+        yield records
+    finally:
+        stack.pop()
+        with _capture_lock:
+            _capture_users -= 1
+            if _capture_users == 0:
+                pydicom_logger.removeHandler(_HANDLER)
+                pydicom_logger.propagate = True
 
 
 def read_header(path: Path) -> tuple[Dataset, str | None] | Skip:

@@ -26,21 +26,31 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 def series_uid_of_broken(fp: BinaryIO) -> str:
     """The SeriesInstanceUID of a file pydicom could not parse, or "" when it cannot be found."""
     try:
-        start, implicit, little = _dataset_start(fp)
+        start, encodings = _dataset_start(fp)
         fp.seek(start)
         data = fp.read(MAX_SCAN_BYTES)
-        value = _top_level_value(data, SERIES_INSTANCE_UID_TAG, implicit=implicit, little=little)
     except (OSError, ValueError, EOFError, struct.error, KeyError, TypeError):
         return ""
-    uid = value.rstrip(b"\x00 ").decode("ascii", "replace") if value else ""
-    return uid if is_valid_uid(uid) else ""
+    for implicit, little in encodings:
+        try:
+            value = _top_level_value(data, SERIES_INSTANCE_UID_TAG, implicit=implicit, little=little)
+        except (ValueError, struct.error, KeyError, TypeError):
+            continue
+        uid = value.rstrip(b"\x00 ").decode("ascii", "replace") if value else ""
+        if is_valid_uid(uid):
+            return uid
+    return ""
 
 
-def _dataset_start(fp: BinaryIO) -> tuple[int, bool, bool]:
-    """Where the dataset starts after the file meta, and its encoding (implicit VR, little endian)."""
+_GUESSES = ((False, True), (True, True))
+"""Encodings to try when the file meta does not say (explicit, then implicit VR little endian)."""
+
+
+def _dataset_start(fp: BinaryIO) -> tuple[int, tuple[tuple[bool, bool], ...]]:
+    """Where the dataset starts after the file meta, and its possible encodings (implicit, little)."""
     fp.seek(128)
     if fp.read(4) != b"DICM":
-        return 0, False, True
+        return 0, _GUESSES
     syntax = UID("1.2.840.10008.1.2.1")
     while True:  # the group 0002 elements, always explicit VR little endian
         position = fp.tell()
@@ -52,9 +62,11 @@ def _dataset_start(fp: BinaryIO) -> tuple[int, bool, bool]:
         value = fp.read(length)
         if struct.unpack("<H", head[2:4])[0] == 0x0010:
             syntax = UID(value.rstrip(b"\x00 ").decode("ascii", "replace"))
-    if syntax.is_deflated or not syntax.is_transfer_syntax:
-        raise ValueError("no raw scan for this transfer syntax")
-    return position, syntax.is_implicit_VR, syntax.is_little_endian
+    if syntax.is_deflated:
+        raise ValueError("no raw scan for a deflated dataset")
+    if not syntax.is_transfer_syntax:  # a damaged or unknown TransferSyntaxUID: try the usual ones
+        return position, _GUESSES
+    return position, ((syntax.is_implicit_VR, syntax.is_little_endian),)
 
 
 def _top_level_value(data: bytes, tag: int, *, implicit: bool, little: bool) -> bytes | None:

@@ -15,8 +15,9 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
-from pydicom.uid import UID, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from meddenoise.dicom import validate
 from meddenoise.dicom.discover import rescale_values, series_info_from
@@ -65,7 +66,7 @@ def read_series(
     (dtype('float32'), (1, 128, 128))
     """
     if info.fatal_problems:
-        raise SeriesError(f"series {info.series_uid}: {'; '.join(info.fatal_problems)}")
+        raise SeriesError(f"series {shown_text(info.series_uid)}: {'; '.join(info.fatal_problems)}")
     _check_decoders(info.slices)
     _check_sizes(info, max_decoded_bytes=max_decoded_bytes, max_volume_bytes=max_volume_bytes)
     hu = np.empty(info.shape, dtype=np.float32)
@@ -97,20 +98,25 @@ def _check_decoders(refs: Sequence[SliceRef]) -> None:
     """Refuse, naming a file, a transfer syntax that no installed decoder can read."""
     seen: set[str] = set()
     for ref in refs:
-        syntax = _transfer_syntax(ref.header)
-        if syntax in seen:
-            continue
-        seen.add(syntax)
-        label = f"{syntax.name} ({syntax})" if syntax.name != str(syntax) else str(syntax)
-        try:
-            decoder = get_decoder(syntax)
-        except NotImplementedError as err:
-            raise SeriesError(
-                f"{shown_path(ref.path)}: cannot decode transfer syntax {label}: no decoder exists"
-            ) from err
-        if not decoder.is_available:
-            needs = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
-            raise SeriesError(f"{shown_path(ref.path)}: cannot decode transfer syntax {label}: needs {needs}")
+        with warnings_logged(ref.path):  # a malformed UID warns when it is first converted
+            syntax = _transfer_syntax(ref.header)
+            if syntax in seen:
+                continue
+            seen.add(syntax)
+            _check_decoder(ref, syntax)
+
+
+def _check_decoder(ref: SliceRef, syntax: UID) -> None:
+    label = shown_text(f"{syntax.name} ({syntax})" if syntax.name != str(syntax) else str(syntax))
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError as err:
+        raise SeriesError(
+            f"{shown_path(ref.path)}: cannot decode transfer syntax {label}: no decoder exists"
+        ) from err
+    if not decoder.is_available:
+        needs = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
+        raise SeriesError(f"{shown_path(ref.path)}: cannot decode transfer syntax {label}: needs {needs}")
 
 
 def _transfer_syntax(header: Dataset) -> UID:
@@ -126,13 +132,14 @@ def _check_sizes(info: SeriesInfo, *, max_decoded_bytes: int, max_volume_bytes: 
         if ref.path not in checked:
             checked.add(ref.path)
             try:
-                validate.check_declared_size(ref.header, limit=max_decoded_bytes)
+                with warnings_logged(ref.path):
+                    validate.check_declared_size(ref.header, limit=max_decoded_bytes)
             except HeaderError as err:
                 raise err.at(ref.path) from err
     try:
         validate.check_volume_size(info.shape, limit=max_volume_bytes)
     except TooLargeError as err:
-        raise TooLargeError(f"series {info.series_uid}: {err}") from err
+        raise TooLargeError(f"series {shown_text(info.series_uid)}: {err}") from err
 
 
 def _stored_frame(
@@ -154,7 +161,11 @@ def _decode(ref: SliceRef, *, limit: int) -> tuple[StoredArray, int]:
     """Read a whole file and decode its pixels, re-checking its declared size (it may have changed)."""
     try:
         with open_regular(ref.path) as fp:
-            ds = dcmread(fp)
+            try:
+                ds: Dataset = dcmread(fp)
+            except InvalidDicomError:  # a bare dataset without preamble, as discovery accepted it
+                fp.seek(0)
+                ds = _with_syntax(dcmread(fp, force=True))
     except Exception as err:  # a file replaced or damaged since discovery: it cannot be decoded
         raise _DecodeError(_why("cannot read", err)) from err
     try:
@@ -166,6 +177,20 @@ def _decode(ref: SliceRef, *, limit: int) -> tuple[StoredArray, int]:
         raise _DecodeError(_why("cannot decode pixel data", err)) from err
 
 
+def _with_syntax(ds: Dataset) -> Dataset:
+    """A bare dataset (no file meta) with the TransferSyntaxUID its encoding implies, for decoding."""
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian
+            if implicit
+            else ExplicitVRLittleEndian
+            if little in (True, None)
+            else ExplicitVRBigEndian
+        )
+    return ds
+
+
 def _why(what: str, err: BaseException) -> str:
     return shown_text(f"{what} ({type(err).__name__}: {err})".splitlines()[0])
 
@@ -173,28 +198,44 @@ def _why(what: str, err: BaseException) -> str:
 def _hu_of(ref: SliceRef, stored: StoredArray) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """HU of one slice (its own validated rescale, in float32) and its padding mask."""
     try:
-        rescale = validate.rescale_pair(*rescale_values(ref.header, ref.frame_index))
-        hu = (stored.astype(np.float64) * rescale[0] + rescale[1]).astype(np.float32)
-        mask = _padding_mask(stored, ref.header)
-        validate.check_hu_range(hu, mask, header=ref.header, rescale=rescale)
+        with warnings_logged(ref.path):  # header values are converted (and may warn) on first access
+            return _checked_hu(ref, stored)
     except HeaderError as err:
         raise err.at(describe(ref)) from err
+
+
+def _checked_hu(ref: SliceRef, stored: StoredArray) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    rescale = validate.rescale_pair(*rescale_values(ref.header, ref.frame_index))
+    hu = (stored.astype(np.float64) * rescale[0] + rescale[1]).astype(np.float32)
+    mask = _padding_mask(stored, ref.header)
+    validate.check_hu_range(hu, mask, header=ref.header, rescale=rescale)
     return hu, mask
 
 
 def _padding_mask(stored: StoredArray, header: Dataset) -> npt.NDArray[np.bool_]:
     """Pixels equal to PixelPaddingValue (or within PixelPaddingRangeLimit), in stored space."""
-    value = header.get("PixelPaddingValue")
+    value = _padding_number(header, "PixelPaddingValue")
     if value is None:
         return np.zeros(stored.shape, dtype=np.bool_)
     bits = int(header.get("BitsAllocated") or 16)
     signed = int(header.get("PixelRepresentation") or 0) == 1
-    low = high = _as_stored(int(value), bits=bits, signed=signed)
-    limit = header.get("PixelPaddingRangeLimit")
+    low = high = _as_stored(value, bits=bits, signed=signed)
+    limit = _padding_number(header, "PixelPaddingRangeLimit")
     if limit is not None:
-        other = _as_stored(int(limit), bits=bits, signed=signed)
+        other = _as_stored(limit, bits=bits, signed=signed)
         low, high = min(low, other), max(low, other)
     return (stored >= low) & (stored <= high)
+
+
+def _padding_number(header: Dataset, keyword: str) -> int | None:
+    """PixelPaddingValue or PixelPaddingRangeLimit as one integer (None when absent)."""
+    value = header.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise validate.bad_value(keyword, value, "a usable padding value") from err
 
 
 def _as_stored(value: int, *, bits: int, signed: bool) -> int:
@@ -215,7 +256,7 @@ def _without(info: SeriesInfo, failed: dict[Path, str]) -> SeriesInfo:
     if not remaining:
         path, reason = next(iter(failed.items()))
         raise SeriesError(
-            f"series {info.series_uid}: no slice could be decoded ({shown_path(path)}: {reason})"
+            f"series {shown_text(info.series_uid)}: no slice could be decoded ({shown_path(path)}: {reason})"
         )
     reduced = series_info_from(
         remaining,
@@ -224,6 +265,8 @@ def _without(info: SeriesInfo, failed: dict[Path, str]) -> SeriesInfo:
         allow_gaps=info.gaps_allowed,
     )
     if reduced.fatal_problems:
-        raise SeriesError(f"series {info.series_uid}: {'; '.join(reduced.fatal_problems)}")
-    logger.warning("series %s: left out %s (%s)", info.series_uid, names, "; ".join(failed.values()))
+        raise SeriesError(f"series {shown_text(info.series_uid)}: {'; '.join(reduced.fatal_problems)}")
+    logger.warning(
+        "series %s: left out %s (%s)", shown_text(info.series_uid), names, "; ".join(failed.values())
+    )
     return reduced

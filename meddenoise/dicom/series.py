@@ -130,3 +130,19 @@ class ScanResult:
     series: tuple[SeriesInfo, ...]
     skipped: tuple[tuple[Path, str], ...] = field(default=())
     skipped_files: tuple[SkippedFile, ...] = field(default=())
+
+    @property
+    def lost_series(self) -> dict[str, tuple[SkippedFile, ...]]:
+        """Series none of whose files could be used: their UID and every skipped file of them.
+
+        A CT file that is skipped (truncated, unreadable, unplaceable) but whose SeriesInstanceUID
+        is known makes its series incomplete; when every file of a series is skipped, no
+        ``SeriesInfo`` exists for it, and this is where it is reported, so that the series is not
+        lost without a word.
+        """
+        found = {s.series_uid for s in self.series}
+        lost: dict[str, list[SkippedFile]] = {}
+        for skipped in self.skipped_files:
+            if skipped.series_uid and skipped.series_uid not in found:
+                lost.setdefault(skipped.series_uid, []).append(skipped)
+        return {uid: tuple(files) for uid, files in lost.items()}

@@ -217,7 +217,17 @@ def _write_file(ds: Dataset, path: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as err:
-        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
+        raise OutputError(f"cannot write {path}: {_os_reason(err)}") from err
+
+
+def _os_reason(err: OSError) -> str:
+    """The operating system's words for ``err``, even when pydicom re-raised it with a traceback inside."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return " ".join(str(err).split())[:200]
 
 
 def _move_into_place(*, temp: Path, final: Path, overwrite: bool) -> None:

@@ -46,6 +46,7 @@ def pull(
     DicomWebError
         When the server fails, or finds nothing.
     """
+    require_extra("dicomweb_client", extra="pacs", feature="DICOMweb (pull, push)")
     if (study_uid is None) == (series_uid is None):
         raise ValueError("give exactly one of study_uid and series_uid")
     import requests
@@ -82,6 +83,7 @@ def push(*, url: str, folder: Path) -> int:
     DicomWebError
         When the server refuses any instance or cannot be reached.
     """
+    require_extra("dicomweb_client", extra="pacs", feature="DICOMweb (pull, push)")
     import requests
 
     files = sorted(Path(folder).rglob("*.dcm"))

@@ -31,9 +31,11 @@ from meddenoise.dicom import (
     check_output_location,
     find_series,
     shown_path,
+    shown_text,
 )
 from meddenoise.inference import InferenceSettings
 from meddenoise.models import DEFAULT_MODEL_NAME, LoadedModel, ModelCard, card_markdown, shipped_models
+from meddenoise.pipeline.api import AsyncDenoiser, Denoiser
 from meddenoise.pipeline.demo import DemoResult, run_demo
 from meddenoise.pipeline.evaluate import (
     DEFAULT_PROTOCOLS,
@@ -54,6 +56,7 @@ from meddenoise.pipeline.runner import (
     denoise_path,
     denoise_step,
     error_line,
+    lost_results,
     run_path,
     run_series,
 )
@@ -69,9 +72,11 @@ __all__ = [
     "DEFAULT_PROTOCOLS",
     "POSITION_TOLERANCE_MM",
     "REPORT_SUFFIX",
+    "AsyncDenoiser",
     "CTSeries",
     "DemoResult",
     "DenoiseStep",
+    "Denoiser",
     "Evaluation",
     "HUConvention",
     "InferenceSettings",
@@ -103,6 +108,7 @@ __all__ = [
     "find_series",
     "is_volume_path",
     "load_info",
+    "lost_results",
     "middle_slice_noise",
     "model_derivation",
     "pair_by_position",
@@ -116,6 +122,7 @@ __all__ = [
     "shipped_models",
     "short_uid",
     "shown_path",
+    "shown_text",
     "simulate_path",
     "write_series",
 ]

@@ -28,10 +28,13 @@ from meddenoise.device import resolve_device
 from meddenoise.dicom import (
     CTSeries,
     Derivation,
+    ScanResult,
     SeriesInfo,
     check_output_location,
     find_series,
     select_series,
+    shown_path,
+    shown_text,
 )
 from meddenoise.dicom.derive import derived_identity
 from meddenoise.errors import MeddenoiseError, SeriesError
@@ -169,7 +172,9 @@ def run_series(
 
     try:
         if info.fatal_problems:
-            raise SeriesError(f"series {info.series_uid} refused: {'; '.join(info.fatal_problems)}")
+            raise SeriesError(
+                f"series {shown_text(info.series_uid)} refused: {'; '.join(info.fatal_problems)}"
+            )
         if streams(step, policy):
             return _streamed(info, step=step, out_dir=out_dir, policy=policy, progress=progress)
         source = load_info(info, progress)
@@ -258,6 +263,18 @@ def _streamed(
     )
 
 
+def lost_results(scan: ScanResult, series_uids: Sequence[str] = ()) -> list[SeriesResult]:
+    """A failed result for each series none of whose files could be used (else it would vanish)."""
+    results = []
+    for uid, files in scan.lost_series.items():
+        if series_uids and uid not in series_uids:
+            continue
+        why = "; ".join(f"{shown_path(f.path.name)}: {f.problem.message}" for f in files[:3])
+        more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+        results.append(SeriesResult(uid, error=f"series {shown_text(uid)}: no usable slice ({why}{more})"))
+    return results
+
+
 def plan_run(
     *,
     input_path: str | Path,
@@ -265,10 +282,10 @@ def plan_run(
     make_step: Callable[[], SeriesStep],
     policy: OutputPolicy,
     series_uids: Sequence[str] = (),
-) -> tuple[SeriesStep, tuple[SeriesInfo, ...], tuple[tuple[Path, str], ...]]:
+) -> tuple[SeriesStep, tuple[SeriesInfo, ...], ScanResult]:
     """Everything checked before any output is written, cheapest first: the output location, the
     series found and chosen, then the step (loading a model), existing outputs and ``also_save``
-    on irregular grids. Returns the step, the chosen series and the skipped files."""
+    on irregular grids. Returns the step, the chosen series and the scan."""
     input_root, out_root = Path(input_path), Path(out_dir)
     check_output_location(input_root=input_folder(input_root), out_dir=out_root)
     scan = find_series(input_root, allow_gaps=policy.allow_gaps)
@@ -278,7 +295,7 @@ def plan_run(
     refuse_existing(usable, out_root, step.derivation, policy.overwrite)
     if policy.also_save:
         refuse_irregular(usable)
-    return step, infos, scan.skipped
+    return step, infos, scan
 
 
 def run_path(
@@ -301,13 +318,16 @@ def run_path(
     model, an existing output without ``policy.overwrite``, or an unreadable reference;
     per-series problems are results, not exceptions.
     """
-    step, infos, skipped = plan_run(
+    step, infos, scan = plan_run(
         input_path=input_path, out_dir=out_dir, make_step=make_step, policy=policy, series_uids=series_uids
     )
     reference = read_series(reference_path, progress=progress) if reference_path is not None else None
     if reference is not None and not policy.report:
         raise ValueError("a reference is scored in the report: set the output policy's report")
-    results = []
+    results = lost_results(scan, series_uids)
+    for result in results:
+        if on_result is not None:
+            on_result(result)
     for info in infos:
         result = run_series(
             info, step=step, out_dir=Path(out_dir), policy=policy, reference=reference, progress=progress
@@ -316,7 +336,7 @@ def run_path(
         if on_result is not None:
             on_result(result)
         results.append(replace(result, series=None, evaluation=None))
-    return RunSummary(results=tuple(results), skipped_files=skipped)
+    return RunSummary(results=tuple(results), skipped_files=scan.skipped)
 
 
 def denoise_step(request: RunRequest) -> DenoiseStep:
