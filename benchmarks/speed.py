@@ -18,6 +18,12 @@ accepts.
     python benchmarks/speed.py                      # 24 slices of the pancreatic validation series
     python benchmarks/speed.py --series ../shared/data/ct/lidc-idri-0001 --slices 40 --threads 2
     python benchmarks/speed.py --runtime torch --runtime onnx   # a subset of the runtimes
+    python benchmarks/speed.py --series ../shared/data/ct/lidc-idri-0001 --lengths 24 133 400
+
+``--lengths`` measures series-length scaling instead: the series' slices repeated along z (new
+SOPInstanceUIDs, positions continued) into series of each length, denoised end to end on
+``--runtime`` (the first given, default torch), with time per slice and peak RSS; streaming keeps
+memory flat, so the peak RSS should not grow with the length.
 """
 
 from __future__ import annotations
@@ -46,6 +52,30 @@ def _subset(series: Path, n_slices: int, into: Path) -> Path:
     folder.mkdir()
     for ref in info.slices[start : start + n_slices]:
         (folder / ref.path.name).symlink_to(ref.path.resolve())
+    return folder
+
+
+def _repeated(series: Path, length: int, into: Path) -> Path:
+    """``length`` slices: the series' slices in order, repeated along z with continued positions."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from meddenoise.dicom import find_series
+
+    info = find_series(series).series[0]
+    n, step = len(info.slices), info.spacing_mm[0]
+    normal = info.direction[:, 2]
+    folder = into / f"length-{length}"
+    folder.mkdir()
+    for index in range(length):
+        ref = info.slices[index % n]
+        ds = pydicom.dcmread(ref.path)
+        shift = (index // n) * n * step * normal
+        ds.ImagePositionPatient = [f"{float(v):.4f}" for v in ref.position_mm + shift]
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = index + 1
+        ds.save_as(folder / f"{index:05d}.dcm", enforce_file_format=True)
     return folder
 
 
@@ -153,6 +183,7 @@ def main() -> None:
     parser.add_argument("--int8", help="an INT8 ONNX export of --model (else exported here, speed only)")
     parser.add_argument("--runtime", action="append", choices=RUNTIMES, help="repeat; default: all")
     parser.add_argument("--batch", type=int, default=4, help="slices per forward pass (forward timing)")
+    parser.add_argument("--lengths", type=int, nargs="+", help="series-length scaling instead (slices)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -168,6 +199,9 @@ def main() -> None:
         return
     if not args.series.exists():
         sys.exit(f"error: {args.series} not found (pass --series PATH to a CT series)")
+    if args.lengths:
+        _scaling(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = _subset(args.series, args.slices, Path(tmp))
         rows = {}
@@ -179,6 +213,32 @@ def main() -> None:
             rows[runtime] = (forward, ours)
         red = _run_child("redcnn", str(folder), str(args.threads), str(args.redcnn_slices))
     _print_table(args, rows, red)
+
+
+def _scaling(args: argparse.Namespace) -> None:
+    runtime = (args.runtime or ["torch"])[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = {"torch": args.model, "onnx": args.onnx, "int8": args.int8}[runtime]
+        first = _repeated(args.series, min(args.lengths), Path(tmp))
+        model = model or _export(args.model, runtime, first, Path(tmp))
+        rows = []
+        for length in args.lengths:
+            folder = first if length == min(args.lengths) else _repeated(args.series, length, Path(tmp))
+            rows.append((length, _run_child("denoise", str(folder), str(args.threads), model)))
+        red = _run_child("redcnn", str(first), str(args.threads), str(args.redcnn_slices))
+    red_per_slice = red["seconds"] / red["slices"]
+    print(
+        f"series: {args.series} repeated along z, {args.threads} threads, {runtime}, model {args.model}"
+    )
+    print("| slices | end to end | per slice | peak RSS | RED-CNN forward / end to end |")
+    print("|---|---|---|---|---|")
+    for length, ours in rows:
+        per_slice = ours["seconds"] / ours["slices"]
+        print(
+            f"| {length} | {ours['seconds']:.1f} s | {per_slice:.3f} s | {ours['peak_rss_mb']:.0f} MB "
+            f"| {red_per_slice / per_slice:.1f}x |"
+        )
+    print(f"RED-CNN forward pass only: {red_per_slice:.3f} s/slice")
 
 
 def _print_table(
