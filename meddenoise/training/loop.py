@@ -276,19 +276,53 @@ def initial_network(recipe: TrainingRecipe) -> torch.nn.Module:
         loaded = load_model(m.init_checkpoint)
         wanted = _architecture_of(_bare_card(recipe))
         got = _architecture_of(loaded.card)
-        if got != wanted:
+        adds_noise_map = _adds_noise_channel(got, wanted)
+        if got != wanted and not adds_noise_map:
             differ = sorted(k for k in wanted if wanted[k] != got[k])
             raise ConfigError(
                 f"model.init_checkpoint {m.init_checkpoint!r} is a {got['architecture']} with "
                 f"{', '.join(f'{k}={got[k]}' for k in differ)}, but [model] asks for "
                 f"{', '.join(f'{k}={wanted[k]}' for k in differ)}; make [model] match its card"
             )
-        network.load_state_dict(loaded.network.state_dict())
+        if adds_noise_map:
+            network.load_state_dict(_with_noise_channel(loaded.network.state_dict(), network.state_dict()))
+        else:
+            network.load_state_dict(loaded.network.state_dict())
         logger.info("fine-tuning from %s (%s %s)", m.init_checkpoint, loaded.card.name, loaded.card.version)
     for name, parameter in network.named_parameters():
         if frozen(name, recipe.train.freeze):
             parameter.requires_grad_(False)
     return network
+
+
+def _adds_noise_channel(got: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether ``wanted`` is ``got`` plus a noise-level map input (``noise_channel = true``)."""
+    plain = {**wanted, "kwargs": {k: v for k, v in wanted["kwargs"].items() if k != "noise_channel"}}
+    return (
+        bool(wanted["kwargs"].get("noise_channel"))
+        and not got["kwargs"].get("noise_channel")
+        and (plain == got)
+    )
+
+
+def _with_noise_channel(
+    old: dict[str, torch.Tensor], new: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``old``'s weights in ``new``'s shapes: a weight that takes the noise map as extra input
+    channels keeps the old ones and gets zeros for the new, so the network starts out computing
+    exactly what the checkpoint did and learns to use the map."""
+    merged = {}
+    for key, target in new.items():
+        source = old[key]
+        if source.shape == target.shape:
+            merged[key] = source.clone()
+        elif source.ndim == target.ndim and source.shape[0] == target.shape[0] and source.ndim > 1:
+            grown = torch.zeros_like(target)
+            grown[:, : source.shape[1]] = source
+            merged[key] = grown
+        else:
+            raise ConfigError(f"cannot grow weight {key} from {tuple(source.shape)} to {tuple(target.shape)}")
+    return merged
 
 
 def _bare_card(recipe: TrainingRecipe) -> ModelCard:
