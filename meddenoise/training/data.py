@@ -11,8 +11,8 @@ from meddenoise.errors import ConfigError
 from meddenoise.progress import ProgressFactory, no_progress
 from meddenoise.simulate import SimulationSettings
 from meddenoise.simulate.fbp import FilterName, check_filter
+from meddenoise.training.catalogue import DataSet, load_sets
 from meddenoise.training.config import TrainingRecipe
-from meddenoise.training.manifest import DataSet, load_sets
 from meddenoise.training.pairs import PairRun, RunRequest, build_runs, run_starts, series_under
 from meddenoise.training.sources import (
     AAPM_PROVENANCE,

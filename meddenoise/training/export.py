@@ -37,9 +37,9 @@ from meddenoise.inference import InferenceSettings, denoise_volume, network_inpu
 from meddenoise.metrics.fidelity import PROTOCOLS, psnr, ssim
 from meddenoise.models import LoadedModel, MetricRecord, ModelCard, load_model
 from meddenoise.models.onnx_format import OnnxNetwork, save_onnx
+from meddenoise.training.catalogue import load_sets
 from meddenoise.training.config import TrainingRecipe, load_recipe
 from meddenoise.training.data import _train_requests, prepare_validation
-from meddenoise.training.manifest import load_sets
 from meddenoise.training.pairs import RunRequest, build_runs
 
 __all__ = ["DEFAULT_RECIPE", "Int8Report", "export_onnx"]

@@ -1,4 +1,4 @@
-"""The shared data manifest: which sets exist, their role, licence and series folders.
+"""The dataset catalogue: the shared data's manifest.json read as sets with role, licence and series folders.
 
 Training reads only ``train`` sets and selects on ``validation`` sets; asking for a set in the
 wrong role is a ConfigError, so a recipe cannot leak validation data into training.
