@@ -227,9 +227,7 @@ def _scaling(args: argparse.Namespace) -> None:
             rows.append((length, _run_child("denoise", str(folder), str(args.threads), model)))
         red = _run_child("redcnn", str(first), str(args.threads), str(args.redcnn_slices))
     red_per_slice = red["seconds"] / red["slices"]
-    print(
-        f"series: {args.series} repeated along z, {args.threads} threads, {runtime}, model {args.model}"
-    )
+    print(f"series: {args.series} repeated along z, {args.threads} threads, {runtime}, model {args.model}")
     print("| slices | end to end | per slice | peak RSS | RED-CNN forward / end to end |")
     print("|---|---|---|---|---|")
     for length, ours in rows:

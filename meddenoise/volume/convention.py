@@ -91,10 +91,7 @@ def hu_convention_problem(hu: npt.NDArray[np.floating]) -> str | None:
         return "contains NaN or infinite values; a CT volume in HU has none"
     low, high = float(np.min(hu)), float(np.max(hu))
     if high > MAX_CT_HU or low < -MAX_CT_HU:
-        return (
-            f"values span {low:.3g}..{high:.3g}, beyond any CT HU (|HU| <= {MAX_CT_HU}); "
-            f"{_ADVICE_UNIT}"
-        )
+        return f"values span {low:.3g}..{high:.3g}, beyond any CT HU (|HU| <= {MAX_CT_HU}); {_ADVICE_UNIT}"
     if low >= -1.0 and high <= 1.0:
         span = "0..1" if low > -0.1 else "-1..1"
         return f"values lie within {low:.3g}..{high:.3g}: looks normalised to {span}, not HU; {_ADVICE_UNIT}"
