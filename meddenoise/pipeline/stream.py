@@ -130,7 +130,10 @@ def stream_denoise(
     remove_leftovers(final)
     slices = _derived_slices(info, step=step, identity=identity, chunk_slices=chunk_slices)
     advance: Callable[[int], None]
-    with progress(description=f"denoise {short_uid(info.series_uid)}", total=len(info.slices)) as advance:
+    # The bar counts slices written, each already read and denoised.
+    with progress(
+        description=f"write {short_uid(info.series_uid)}, denoising", total=len(info.slices)
+    ) as advance:
         return write_series_files(
             datasets=_in_background(slices, maxsize=QUEUE_SLICES),
             count=len(info.slices),

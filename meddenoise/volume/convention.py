@@ -82,7 +82,8 @@ def stored_to_hu(
 
 
 MAX_CT_HU = 32767
-"""No CT stores HU beyond 16-bit signed values; anything larger was misread or mis-scaled."""
+"""No CT stores HU beyond 16-bit signed values (-32768..32767); anything larger was misread or
+mis-scaled."""
 
 
 def hu_convention_problem(hu: npt.NDArray[np.floating]) -> str | None:
@@ -90,7 +91,7 @@ def hu_convention_problem(hu: npt.NDArray[np.floating]) -> str | None:
     if not np.all(np.isfinite(hu)):
         return "contains NaN or infinite values; a CT volume in HU has none"
     low, high = float(np.min(hu)), float(np.max(hu))
-    if high > MAX_CT_HU or low < -MAX_CT_HU:
+    if high > MAX_CT_HU or low < -MAX_CT_HU - 1:
         return f"values span {low:.3g}..{high:.3g}, beyond any CT HU (|HU| <= {MAX_CT_HU}); {_ADVICE_UNIT}"
     if low >= -1.0 and high <= 1.0:
         span = "0..1" if low > -0.1 else "-1..1"
