@@ -90,6 +90,10 @@ class TrainConfig:
     body_threshold_hu: float = -500.0
     # Share of patches whose neighbour slices are replaced by the centre slice (a lone slice).
     context_dropout: float = 0.0
+    # Distillation: a trained checkpoint (name or path) whose outputs the student also learns,
+    # weighted by teacher_weight against the full dose (see meddenoise/training/teacher.py).
+    teacher: str = ""
+    teacher_weight: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,8 @@ def _check_train(train: TrainConfig) -> None:
             raise ConfigError(f"train.{key} must be >= 0, got {value}")
     if not 0.0 <= train.context_dropout <= 1.0:
         raise ConfigError(f"train.context_dropout must lie in [0, 1], got {train.context_dropout}")
+    if not 0.0 <= train.teacher_weight <= 1.0:
+        raise ConfigError(f"train.teacher_weight must lie in [0, 1], got {train.teacher_weight}")
     if not DEVICE_PATTERN.match(train.device):
         raise ConfigError(f"train.device = {train.device!r}; valid values: auto, cpu, cuda, cuda:N")
 

@@ -33,6 +33,7 @@ from meddenoise.training.losses import Loss, make_loss
 from meddenoise.training.pairs import PairRun
 from meddenoise.training.patches import PatchSampler
 from meddenoise.training.state import TrainingState, load_state, run_identity, save_state
+from meddenoise.training.teacher import Teacher, load_teacher
 from meddenoise.windowing import NetworkRange
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ def train(
         device = _device(recipe)
         out_dir = Path(recipe.output.dir)
         state = load_state(out_dir, recipe=recipe) if resume else None
+        teacher = load_teacher(recipe, device)  # before the data, so a bad teacher fails at once
         data = prepare_data(recipe, progress=progress)
         out_dir.mkdir(parents=True, exist_ok=True)
         if recipe.source is not None:
@@ -213,7 +215,7 @@ def train(
         baseline = input_scores(data.validation_runs)
         logger.info("low-dose input scores: %s", baseline)
         best = _optimise(
-            _Run(recipe, network, sampler, data.validation_runs, out_dir, device), state, progress
+            _Run(recipe, network, sampler, data.validation_runs, out_dir, device, teacher), state, progress
         )
         card = make_card(
             recipe,
@@ -354,6 +356,7 @@ class _Run:
     validation_runs: list[PairRun]
     out_dir: Path
     device: torch.device
+    teacher: Teacher | None = None
 
 
 @dataclass
@@ -399,6 +402,11 @@ def _step(run: _Run, trainer: _Trainer) -> float:
     with amp:
         prediction = run.network(inputs)
     loss = trainer.loss_fn(prediction.float(), targets)
+    if run.teacher is not None:
+        with amp:
+            taught = run.teacher.predict(inputs)
+        w = run.teacher.weight
+        loss = (1 - w) * loss + w * trainer.loss_fn(prediction.float(), taught)
     trainer.optimiser.zero_grad(set_to_none=True)
     if trainer.scaler is not None:
         trainer.scaler.scale(loss).backward()
