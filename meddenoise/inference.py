@@ -34,7 +34,10 @@ __all__ = ["InferenceSettings", "denoise_volume", "network_input", "resolve_devi
 
 logger = logging.getLogger(__name__)
 
-CPU_BATCH_SIZE = 4  # windows per forward pass on CPU when batch_size is None
+# On CPU an automatic batch holds about one 512² slice of windows: batching bigger windows buys no
+# speed on CPU, and each extra 512² window costs about 90 MB of activations (ONNX Runtime keeps them
+# in its arena). `python benchmarks/speed.py --lengths ...` measures the effect on peak RSS.
+CPU_BATCH_PIXELS = 512 * 512
 MAX_AUTO_BATCH_SIZE = 64
 GPU_MEMORY_SHARE = 0.5  # of the free GPU memory, what an automatic batch may fill
 
@@ -53,8 +56,9 @@ class InferenceSettings:
     overlap
         Fraction of overlap between windows, in [0, 1).
     batch_size
-        Windows per forward pass; None chooses: 4 on CPU, and on CUDA as many as fit half the
-        free GPU memory (measured with one window, at most 64).
+        Windows per forward pass; None chooses: on CPU, about one 512² slice's worth of windows
+        (1 for 512² windows, 16 for 128²), and on CUDA as many as fit half the free GPU memory
+        (measured with one window, at most 64).
     device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     threads
@@ -217,7 +221,7 @@ class _Run:
     settings: InferenceSettings
     device: torch.device
     roi: tuple[int, int]
-    batch_size: int = CPU_BATCH_SIZE
+    batch_size: int = 1
 
 
 def _runnable(model: LoadedModel, *, device: torch.device, settings: InferenceSettings) -> torch.nn.Module:
@@ -241,11 +245,12 @@ def _window(roi: tuple[int, int], shape: tuple[int, ...], network: torch.nn.Modu
 
 
 def _batch_size(run: _Run) -> int:
-    """``settings.batch_size``, or the automatic choice (CPU: 4; CUDA: what fits free memory)."""
+    """``settings.batch_size``, or the automatic choice (CPU: one slice's worth of windows; CUDA:
+    what fits free memory)."""
     if run.settings.batch_size is not None:
         return run.settings.batch_size
     if run.device.type != "cuda":
-        return CPU_BATCH_SIZE
+        return max(1, min(MAX_AUTO_BATCH_SIZE, CPU_BATCH_PIXELS // (run.roi[0] * run.roi[1])))
     channels = run.model.card.context_slices + int(run.model.card.noise_conditioned)
     probe = torch.zeros((1, channels, *run.roi), device=run.device)
     torch.cuda.synchronize(run.device)
@@ -275,7 +280,7 @@ def _denoise_chunk(
         roi_size=run.roi, sw_batch_size=run.batch_size, overlap=settings.overlap, mode="gaussian"
     )
     inputs = torch.from_numpy(_context_units(volume, start, stop, model, settings)).to(run.device)
-    result = inferer(inputs, run.network)
+    result = inferer(inputs, lambda windows: _own_memory(run.network(windows), windows))
     expected = (stop - start, 1, rows, cols)
     if not isinstance(result, torch.Tensor) or tuple(result.shape) != expected:
         got = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result).__name__
@@ -288,6 +293,13 @@ def _denoise_chunk(
     if settings.strength != 1.0:
         denoised = source + np.float32(settings.strength) * (denoised - source)
     return denoised.astype(np.float32, copy=False)
+
+
+def _own_memory(output: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """``output``, copied if it shares memory with the input windows: MONAI weights the output in
+    place, and with one window per pass that window is a view of the volume itself."""
+    shared = output.untyped_storage().data_ptr() == windows.untyped_storage().data_ptr()
+    return output.clone() if shared else output
 
 
 @contextlib.contextmanager

@@ -252,13 +252,24 @@ class NeedsMultiple(Scale):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the automatic batch differs on CUDA")
-def test_batch_size_none_means_four_windows_a_pass_on_cpu() -> None:
+@pytest.mark.parametrize(
+    ("roi", "rows", "batches"),
+    [
+        ((64, 64), 150, [12]),  # 12 windows of 64² (overlap 0.25): all fit in one 512² slice's worth
+        ((256, 256), 300, [4]),  # four 256² windows make one 512² slice's worth
+        ((512, 512), 512, [1, 1]),  # a whole slice per pass: more buys no speed on CPU, only memory
+    ],
+)
+def test_batch_size_none_means_one_slice_of_windows_a_pass_on_cpu(
+    roi: tuple[int, int], rows: int, batches: list[int]
+) -> None:
     network = RecordsBatches()
-    volume = _volume(slices=1, rows=150, cols=170)  # 64² windows, overlap 0.25: 12 windows
-    out = denoise_volume(volume, model=_model(network), settings=_settings(batch_size=None))
+    volume = _volume(slices=1, rows=rows, cols=rows + 20)
+    settings = _settings(batch_size=None, roi=roi)
+    out = denoise_volume(volume, model=_model(network), settings=settings)
     np.testing.assert_allclose(out, volume, rtol=1e-6, atol=1e-4)
     assert InferenceSettings().batch_size is None
-    assert network.batches == [4, 4, 4]
+    assert network.batches == batches
 
 
 def test_a_tile_the_network_cannot_take_is_refused_in_one_line() -> None:

@@ -105,7 +105,10 @@ def denoise(
     tile: Annotated[int, typer.Option("--tile", "--roi", help="Sliding-window tile in pixels.")] = 512,
     overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap.")] = 0.25,
     batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Tiles per forward pass (default: 4 on CPU, fitted on GPU).")
+        int | None,
+        typer.Option(
+            min=1, help="Tiles per forward pass (default: a 512² slice's worth on CPU, fitted on GPU)."
+        ),
     ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: torch's).")] = None,
     series: SeriesOption = None,

@@ -87,7 +87,7 @@ class Denoiser:
     device
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (resolved once, here).
     batch_size
-        Sliding-window tiles per forward pass (None: 4 on CPU, fitted to the GPU).
+        Sliding-window tiles per forward pass (None: one 512² slice's worth on CPU, fitted to the GPU).
     tile
         Sliding-window tile size in pixels (shrunk to the image when larger).
     strength
