@@ -7,12 +7,16 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from meddenoise.dicom import CTSeries, SeriesInfo, find_series, select_series
 from meddenoise.dicom import read_series as read_series_info
 from meddenoise.errors import SeriesError
 from meddenoise.metrics import NoiseEstimate, estimate_noise_sd
 from meddenoise.models import DEFAULT_MODEL_NAME, LoadedModel, load_model, shipped_models
 from meddenoise.progress import ProgressFactory, no_progress
+
+NOISE_SAMPLE_SLICES = 5
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +87,22 @@ def warn_unfamiliar_pixels(model: LoadedModel, spacing_mm: tuple[float, float, f
         if message:
             logger.warning("%s: %s", source, message)
             return
+
+
+def sampled_noise_hu(info: SeriesInfo, series: CTSeries | None = None) -> float:
+    """A series' noise (HU SD): the median estimate of up to :data:`NOISE_SAMPLE_SLICES` evenly
+    spaced slices, taken from ``series`` when it is already decoded, else decoding only those
+    slices (so a streamed run and a whole-volume run report the same figure)."""
+    n = len(info.slices)
+    picks = np.unique(np.linspace(0, n - 1, num=min(n, NOISE_SAMPLE_SLICES)).round().astype(int))
+    if series is not None:
+        slices = [series.hu[i] for i in picks]
+    else:
+        subset = replace(
+            info, slices=tuple(info.slices[i] for i in picks), shape=(len(picks), *info.shape[1:])
+        )
+        slices = list(read_series_info(subset).hu)
+    return float(np.median([estimate_noise_sd(hu).sd_hu for hu in slices]))
 
 
 def middle_slice_noise(info: SeriesInfo) -> NoiseEstimate:

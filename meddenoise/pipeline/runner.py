@@ -22,8 +22,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 from meddenoise.device import resolve_device
 from meddenoise.dicom import (
     CTSeries,
@@ -38,15 +36,14 @@ from meddenoise.dicom import (
 )
 from meddenoise.dicom.derive import derived_identity
 from meddenoise.errors import MeddenoiseError, SeriesError
-from meddenoise.metrics import estimate_noise_sd
 from meddenoise.models import ModelCard
 from meddenoise.pipeline.evaluate import evaluate, write_evaluation
 from meddenoise.pipeline.load import (
     input_folder,
     load_info,
-    middle_slice_noise,
     read_series,
     resolve_model,
+    sampled_noise_hu,
     short_uid,
 )
 from meddenoise.pipeline.request import OutputPolicy, RunRequest
@@ -137,16 +134,6 @@ def error_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
-NOISE_SAMPLE_SLICES = 5
-
-
-def sampled_noise_hu(series: CTSeries) -> float:
-    """The median noise estimate (HU SD) of up to :data:`NOISE_SAMPLE_SLICES` evenly spaced slices."""
-    n = series.hu.shape[0]
-    picks = np.unique(np.linspace(0, n - 1, num=min(n, NOISE_SAMPLE_SLICES)).round().astype(int))
-    return float(np.median([estimate_noise_sd(series.hu[i]).sd_hu for i in picks]))
-
-
 def run_series(
     info: SeriesInfo,
     *,
@@ -178,7 +165,7 @@ def run_series(
         if streams(step, policy):
             return _streamed(info, step=step, out_dir=out_dir, policy=policy, progress=progress)
         source = load_info(info, progress)
-        noise_hu = sampled_noise_hu(source)
+        noise_hu = sampled_noise_hu(info, source)
         logger.info("series %s: estimated noise %.1f HU SD", short_uid(info.series_uid), noise_hu)
         lap("read")
         derived = step.apply(source, progress)
@@ -247,7 +234,8 @@ def _streamed(
     started = time.perf_counter()
     for problem in info.problems:
         logger.warning("series %s: %s", info.series_uid, problem)
-    noise_hu = middle_slice_noise(info).sd_hu
+    noise_hu = sampled_noise_hu(info)
+    logger.info("series %s: estimated noise %.1f HU SD", short_uid(info.series_uid), noise_hu)
     identity = derived_identity(source=info, derivation=step.derivation)
     folder = stream_denoise(
         info, step=step, out_dir=out_dir, identity=identity, overwrite=policy.overwrite, progress=progress

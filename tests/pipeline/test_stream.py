@@ -58,6 +58,14 @@ def test_the_runner_streams_when_nothing_needs_the_whole_volume(
     assert result.ok and result.series is None and set(result.seconds) == {"stream"}
     assert result.instances == 4 and len(list(result.output_folder.iterdir())) == 4  # type: ignore[union-attr]
     assert result.output_series_uid == find_series(result.output_folder).series[0].series_uid  # type: ignore[arg-type]
+    whole = run_series(
+        info,
+        step=DenoiseStep(context_model, CPU),
+        out_dir=tmp_path / "whole",
+        policy=OutputPolicy(report=True),
+    )
+    # Both paths report the same noise figure: the median estimate of the same sampled slices.
+    assert result.input_noise_hu is not None and result.input_noise_hu == whole.input_noise_hu
 
 
 class _FailsOnThirdChunk(nn.Module):
