@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 def info(
     path: Annotated[Path, typer.Argument(help="A DICOM folder tree or file.")],
     noise: Annotated[
-        bool, typer.Option("--noise/--no-noise", help="Estimate noise on each series' middle slice.")
+        bool, typer.Option("--noise/--no-noise", help="Estimate each series' noise (median of five slices).")
     ] = True,
 ) -> None:
     """List the CT series under PATH (headers only, plus one slice per series for the noise estimate)."""
@@ -62,10 +62,10 @@ def info(
 
 
 def _noise_line(info: SeriesInfo) -> str:
-    from meddenoise.pipeline import middle_slice_noise
+    from meddenoise.pipeline import sampled_noise
 
     try:
-        return f"{middle_slice_noise(info).describe()}, middle slice"
+        return sampled_noise(info).describe()
     except (MeddenoiseError, ValueError) as err:
         return f"noise: not estimated ({' '.join(str(err).split())})"
 

@@ -46,7 +46,7 @@ from meddenoise.pipeline.evaluate import (
     pair_by_position,
     score_series,
 )
-from meddenoise.pipeline.load import load_info, middle_slice_noise, read_series, resolve_model, short_uid
+from meddenoise.pipeline.load import load_info, read_series, resolve_model, sampled_noise, short_uid
 from meddenoise.pipeline.request import OutputPolicy, RunRequest
 from meddenoise.pipeline.runner import (
     REPORT_SUFFIX,
@@ -109,7 +109,6 @@ __all__ = [
     "is_volume_path",
     "load_info",
     "lost_results",
-    "middle_slice_noise",
     "model_derivation",
     "pair_by_position",
     "read_series",
@@ -118,6 +117,7 @@ __all__ = [
     "run_demo",
     "run_path",
     "run_series",
+    "sampled_noise",
     "score_series",
     "shipped_models",
     "short_uid",

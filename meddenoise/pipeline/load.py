@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import numpy as np
 from meddenoise.dicom import CTSeries, SeriesInfo, find_series, select_series
 from meddenoise.dicom import read_series as read_series_info
 from meddenoise.errors import SeriesError
-from meddenoise.metrics import NoiseEstimate, estimate_noise_sd
+from meddenoise.metrics import estimate_noise_sd
 from meddenoise.models import DEFAULT_MODEL_NAME, LoadedModel, load_model, shipped_models
 from meddenoise.progress import ProgressFactory, no_progress
 
@@ -89,24 +89,38 @@ def warn_unfamiliar_pixels(model: LoadedModel, spacing_mm: tuple[float, float, f
             return
 
 
-def sampled_noise_hu(info: SeriesInfo, series: CTSeries | None = None) -> float:
-    """A series' noise (HU SD): the median estimate of up to :data:`NOISE_SAMPLE_SLICES` evenly
-    spaced slices, taken from ``series`` when it is already decoded, else decoding only those
-    slices (so a streamed run and a whole-volume run report the same figure)."""
+@dataclass(frozen=True)
+class SampledNoise:
+    """A series' noise (HU SD): the median estimate over a few evenly spaced slices."""
+
+    sd_hu: float
+    slices: int
+    fallbacks: int  # sampled slices with too little soft tissue (estimated over every non-air window)
+
+    def describe(self) -> str:
+        """One line, e.g. ``"noise 17.8 HU SD (median of 5 slices)"``."""
+        fell_back = (
+            f"; {self.fallbacks} with too little soft tissue used every non-air window"
+            if self.fallbacks
+            else ""
+        )
+        return f"noise {self.sd_hu:.1f} HU SD (median of {self.slices} slices{fell_back})"
+
+
+def sampled_noise(info: SeriesInfo, series: CTSeries | None = None) -> SampledNoise:
+    """The noise of up to :data:`NOISE_SAMPLE_SLICES` evenly spaced slices: taken from ``series``
+    when it is already decoded, else decoding only those slices, so that ``info``, a streamed run
+    and a whole-volume run all report the same figure."""
     n = len(info.slices)
     picks = np.unique(np.linspace(0, n - 1, num=min(n, NOISE_SAMPLE_SLICES)).round().astype(int))
     if series is not None:
         slices = [series.hu[i] for i in picks]
     else:
-        subset = replace(
-            info, slices=tuple(info.slices[i] for i in picks), shape=(len(picks), *info.shape[1:])
-        )
-        slices = list(read_series_info(subset).hu)
-    return float(np.median([estimate_noise_sd(hu).sd_hu for hu in slices]))
-
-
-def middle_slice_noise(info: SeriesInfo) -> NoiseEstimate:
-    """The noise estimate (HU SD) of a series' middle slice; decodes that one slice only."""
-    middle = info.slices[len(info.slices) // 2]
-    one = replace(info, slices=(middle,), shape=(1, *info.shape[1:]))
-    return estimate_noise_sd(read_series_info(one).hu[0])
+        chosen = tuple(info.slices[i] for i in picks)
+        slices = list(read_series_info(replace(info, slices=chosen, shape=(len(picks), *info.shape[1:]))).hu)
+    estimates = [estimate_noise_sd(hu) for hu in slices]
+    return SampledNoise(
+        sd_hu=float(np.median([e.sd_hu for e in estimates])),
+        slices=len(estimates),
+        fallbacks=sum(e.fallback for e in estimates),
+    )

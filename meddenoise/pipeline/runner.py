@@ -43,7 +43,7 @@ from meddenoise.pipeline.load import (
     load_info,
     read_series,
     resolve_model,
-    sampled_noise_hu,
+    sampled_noise,
     short_uid,
 )
 from meddenoise.pipeline.request import OutputPolicy, RunRequest
@@ -165,7 +165,7 @@ def run_series(
         if streams(step, policy):
             return _streamed(info, step=step, out_dir=out_dir, policy=policy, progress=progress)
         source = load_info(info, progress)
-        noise_hu = sampled_noise_hu(info, source)
+        noise_hu = sampled_noise(info, source).sd_hu
         logger.info("series %s: estimated noise %.1f HU SD", short_uid(info.series_uid), noise_hu)
         lap("read")
         derived = step.apply(source, progress)
@@ -234,7 +234,7 @@ def _streamed(
     started = time.perf_counter()
     for problem in info.problems:
         logger.warning("series %s: %s", info.series_uid, problem)
-    noise_hu = sampled_noise_hu(info)
+    noise_hu = sampled_noise(info).sd_hu
     logger.info("series %s: estimated noise %.1f HU SD", short_uid(info.series_uid), noise_hu)
     identity = derived_identity(source=info, derivation=step.derivation)
     folder = stream_denoise(
