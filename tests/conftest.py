@@ -29,18 +29,18 @@ def shared_data() -> Path:
     return require_shared()
 
 
-def save_tiny_model(path: Path, *, context_slices: int = 1) -> Path:
-    """An untrained UNetPU(channels=(8, 16)) checkpoint: fast, and checked like any other."""
+def save_tiny_model(path: Path, *, context_slices: int = 1, seed: int = 0, **kwargs: object) -> Path:
+    """An untrained UNetPU(channels=(8, 16), **kwargs) checkpoint: fast, and checked like any other."""
     import torch
 
     from meddenoise.models import ModelCard, network_from_card, save_checkpoint
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     card = ModelCard(
         name="tiny",
         version="0.1",
         architecture="unet_pu",
-        architecture_kwargs={"channels": [8, 16]},
+        architecture_kwargs={"channels": [8, 16], **kwargs},
         context_slices=context_slices,
     )
     save_checkpoint(network=network_from_card(card), card=card, path=path)

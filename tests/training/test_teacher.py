@@ -8,23 +8,15 @@ import pytest
 import torch
 
 from meddenoise.errors import ConfigError
-from meddenoise.models import ModelCard, load_model, save_checkpoint
-from meddenoise.models.unet_pu import UNetPU
+from meddenoise.models import load_model
 from meddenoise.training import load_recipe, train_recipe
+from tests.conftest import save_tiny_model
 from tests.training.layouts import log_rows, write_recipe
 
 
 def _checkpoint(path: Path, *, context: int = 1) -> Path:
-    torch.manual_seed(11)
-    card = ModelCard(
-        name="teacher",
-        version="1",
-        architecture="unet_pu",
-        architecture_kwargs={"channels": [8, 16], "unshuffle": 2},
-        context_slices=context,
-    )
-    save_checkpoint(network=UNetPU(in_channels=context, channels=[8, 16]), card=card, path=path)
-    return path
+    # The recipe's student is UNetPU(8, 16) with unshuffle 2: the same, so it can start from it.
+    return save_tiny_model(path, context_slices=context, seed=11, unshuffle=2)
 
 
 def test_a_student_that_already_agrees_with_its_teacher_learns_nothing_at_full_weight(
