@@ -3,7 +3,9 @@
 When pydicom cannot parse a header (sequences nested thousands deep, a corrupt element), the
 file is skipped; but if its SeriesInstanceUID can still be found, its series is marked incomplete
 instead of silently shrinking. This walks the top-level elements iteratively (nesting is counted,
-never recursed into) and stops at the first top-level tag past SeriesInstanceUID.
+never recursed into) and stops at the first top-level tag past SeriesInstanceUID. When an element
+before it claims more bytes than the file holds (a damaged length), the walk cannot go on, and
+the UID is searched for in the bytes that element swallowed.
 """
 
 from __future__ import annotations
@@ -34,12 +36,44 @@ def series_uid_of_broken(fp: BinaryIO) -> str:
     for implicit, little in encodings:
         try:
             value = _top_level_value(data, SERIES_INSTANCE_UID_TAG, implicit=implicit, little=little)
+        except _Swallowed as swallowed:  # the tag may sit in the bytes a too-long element claims
+            whole_file = len(data) < MAX_SCAN_BYTES
+            value = _searched_uid(data[swallowed.value_at :]).encode() if whole_file and little else None
         except (ValueError, struct.error, KeyError, TypeError):
             continue
         uid = value.rstrip(b"\x00 ").decode("ascii", "replace") if value else ""
         if is_valid_uid(uid):
             return uid
     return ""
+
+
+class _Swallowed(Exception):
+    """A top-level element before the tag claims more bytes than the file has left."""
+
+    def __init__(self, value_at: int) -> None:
+        super().__init__(value_at)
+        self.value_at = value_at
+
+
+def _searched_uid(data: bytes) -> str:
+    """The first valid UID that follows a (0020,000E) tag in ``data`` (little endian): the bytes
+    swallowed by an element whose length runs past the end of the file, which hides every element
+    after it from the walk. A false match can only mark a series incomplete, never hide a lost slice.
+    """
+    start = data.find(_SERIES_TAG_BYTES)
+    while 0 <= start <= len(data) - 8:
+        explicit = data[start + 4 : start + 6] == b"UI"  # explicit VR: a 2-byte length after the VR
+        length = struct.unpack_from("<H" if explicit else "<I", data, start + 6 if explicit else start + 4)[0]
+        if 0 < length <= 64:
+            value = data[start + 8 : start + 8 + length]
+            uid = value.rstrip(b"\x00 ").decode("ascii", "replace")
+            if is_valid_uid(uid):
+                return uid
+        start = data.find(_SERIES_TAG_BYTES, start + 1)
+    return ""
+
+
+_SERIES_TAG_BYTES = struct.pack("<HH", 0x0020, 0x000E)
 
 
 _GUESSES = ((False, True), (True, True))
@@ -94,6 +128,8 @@ def _top_level_value(data: bytes, tag: int, *, implicit: bool, little: bool) -> 
         current = group << 16 | element
         if depth == 0 and current >= tag:
             return data[pos : pos + length] if current == tag and length != UNDEFINED_LENGTH else None
+        if depth == 0 and length != UNDEFINED_LENGTH and pos + length > len(data):
+            raise _Swallowed(pos)
         if length == UNDEFINED_LENGTH:
             depth += 1
         else:
