@@ -41,7 +41,7 @@ def info(
         bool, typer.Option("--noise/--no-noise", help="Estimate each series' noise (median of five slices).")
     ] = True,
 ) -> None:
-    """List the CT series under PATH (headers only, plus one slice per series for the noise estimate)."""
+    """List the CT series under PATH (headers only, plus five slices per series for the noise estimate)."""
     from meddenoise.pipeline import find_series, shown_path
 
     scan = find_series(path)
