@@ -44,7 +44,13 @@ def detectability_records(path: Path, model: str, *, label: str = "") -> list[Me
             raise SystemExit(f"error: {path}: no detectability of {model!r} at {dose}")
         ratios = level["ratio"][model]
         pooled, pooled_sd = ratios[-1]
-        lowest, lowest_sd = min(ratios[:-1], key=lambda pair: pair[0])
+        # Inserts the input itself does not show (verdict n/a) have no meaningful ratio.
+        shown = [
+            pair
+            for pair, row in zip(ratios[:-1], level["rows"], strict=False)
+            if row["models"][model]["verdict"] != "n/a"
+        ]
+        lowest, lowest_sd = min(shown, key=lambda pair: pair[0]) if shown else (float("nan"), float("nan"))
         realisations = f"{FIXTURE}, {context['realisations']}"
         records.append(
             MetricRecord(
@@ -59,7 +65,7 @@ def detectability_records(path: Path, model: str, *, label: str = "") -> list[Me
             MetricRecord(
                 f"cho_dprime_ratio_lowest_insert{suffix}",
                 round(lowest, 4),
-                f"the insert with the lowest d' ratio; SD {lowest_sd:.3f}",
+                f"the insert with the lowest d' ratio, among those the input shows; SD {lowest_sd:.3f}",
                 realisations,
                 f"{dose} (simulated)",
             )
