@@ -111,7 +111,7 @@ def sampled_noise(info: SeriesInfo, series: CTSeries | None = None) -> SampledNo
     """The noise of up to :data:`NOISE_SAMPLE_SLICES` evenly spaced slices: taken from ``series``
     when it is already decoded, else decoding only those slices, so that ``info``, a streamed run
     and a whole-volume run all report the same figure."""
-    n = len(info.slices)
+    n = len(info.slices) if series is None else series.hu.shape[0]
     picks = np.unique(np.linspace(0, n - 1, num=min(n, NOISE_SAMPLE_SLICES)).round().astype(int))
     if series is not None:
         slices = [series.hu[i] for i in picks]
