@@ -86,10 +86,13 @@ MAX_CT_HU = 32767
 mis-scaled."""
 
 
+NON_FINITE_PROBLEM = "contains NaN or infinite values; a CT volume in HU has none"
+
+
 def hu_convention_problem(hu: npt.NDArray[np.floating]) -> str | None:
     """Why ``hu`` does not look like Hounsfield units (with advice), or None when it does."""
     if not np.all(np.isfinite(hu)):
-        return "contains NaN or infinite values; a CT volume in HU has none"
+        return NON_FINITE_PROBLEM
     low, high = float(np.min(hu)), float(np.max(hu))
     if high > MAX_CT_HU or low < -MAX_CT_HU - 1:
         return f"values span {low:.3g}..{high:.3g}, beyond any CT HU (|HU| <= {MAX_CT_HU}); {_ADVICE_UNIT}"

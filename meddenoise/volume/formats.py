@@ -14,10 +14,13 @@ adding a qform or sform (any code) makes it acceptable.
 
 from __future__ import annotations
 
+import gzip
 import logging
+import zlib
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 logger = logging.getLogger(__name__)
@@ -100,6 +103,34 @@ def _nifti_declares_spacing(reader: sitk.ImageFileReader) -> bool:
     if any(v <= 0 for v in pixdim):
         return False
     return not (all(v == 1.0 for v in pixdim) and not any(codes))
+
+
+_NIFTI_FLOATS = {"16": "f4", "64": "f8"}  # NIfTI datatype codes of float32 and float64
+_CHUNK_BYTES = 16 * 2**20
+
+
+def nifti_holds_non_finite(path: Path, fmt: VolumeFormat, reader: sitk.ImageFileReader) -> bool:
+    """Whether a float NIfTI's stored voxels hold NaN or infinity (``reader`` has read its
+    information). ITK's NIfTI reader turns NaN into 0, so the stored bytes are checked, in chunks."""
+    if fmt not in (VolumeFormat.NIFTI, VolumeFormat.NIFTI_GZ):
+        return False
+    keys = set(reader.GetMetaDataKeys())
+    if "datatype" not in keys or reader.GetMetaData("datatype") not in _NIFTI_FLOATS:
+        return False
+    code = _NIFTI_FLOATS[reader.GetMetaData("datatype")]
+    offset = int(float(reader.GetMetaData("vox_offset"))) if "vox_offset" in keys else 352
+    opener = gzip.open if fmt is VolumeFormat.NIFTI_GZ else open
+    try:
+        with opener(path, "rb") as fp:
+            order = "<" if int.from_bytes(fp.read(4), "little") == 348 else ">"  # sizeof_hdr
+            fp.seek(offset)
+            while chunk := fp.read(_CHUNK_BYTES):
+                usable = len(chunk) - len(chunk) % int(code[1])
+                if not np.isfinite(np.frombuffer(chunk[:usable], dtype=order + code)).all():
+                    return True
+    except (OSError, EOFError, zlib.error):
+        return False  # damaged data: ITK's own read reports it
+    return False
 
 
 def _text_header(path: Path, fmt: VolumeFormat) -> dict[str, str]:

@@ -27,12 +27,13 @@ import numpy.typing as npt
 import SimpleITK as sitk
 
 from meddenoise.errors import OutputError, SeriesError
-from meddenoise.volume.convention import check_hu_convention, stored_to_hu
+from meddenoise.volume.convention import NON_FINITE_PROBLEM, check_hu_convention, stored_to_hu
 from meddenoise.volume.formats import (
     SUPPORTED_EXTENSIONS,
     VolumeFormat,
     declares_spacing,
     extension_of,
+    nifti_holds_non_finite,
     volume_format_of,
 )
 from meddenoise.volume.image import CTVolume, check_dimensions, from_sitk, image_on_grid, to_sitk
@@ -95,6 +96,8 @@ def read_volume(
     check_dimensions(reader.GetSize(), reader.GetNumberOfComponents(), name=str(path))
     if not declares_spacing(path, fmt, reader):
         raise SeriesError(f"{path}: the file stores no voxel spacing; a CT volume needs it (in mm)")
+    if nifti_holds_non_finite(path, fmt, reader):
+        raise SeriesError(f"{path}: {NON_FINITE_PROBLEM}")
     try:
         image = reader.Execute()
     except RuntimeError as err:

@@ -295,3 +295,28 @@ def test_bad_arguments_are_value_errors(tmp_path: Path) -> None:
         write_volume(phantom_hu((2, 3, 4)), tmp_path / "a.mha", like=ct_volume())
     with pytest.raises(ValueError, match="unknown pixel_type 'int8'; valid: keep, int16, float32"):
         write_volume(ct_volume(), tmp_path / "a.mha", pixel_type="int8")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("extension", "dtype", "bad"), [(".nii", np.float64, np.inf), (".nii.gz", np.float32, np.nan)]
+)
+def test_a_nifti_holding_nan_or_infinity_is_refused_though_itk_reads_it_as_zero(
+    tmp_path: Path, extension: str, dtype: type, bad: float
+) -> None:
+    hu = np.full((3, 16, 16), -1000.0, dtype)
+    hu[:, 4:12, 4:12] = 40.0
+    hu[2, 7, 7] = bad
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((0.7, 0.7, 2.5))
+    path = tmp_path / f"ct{extension}"
+    sitk.WriteImage(image, str(path))
+    assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(str(path)))).all()  # what ITK makes of it
+    with pytest.raises(
+        SeriesError, match=rf"ct{extension.replace('.', '[.]')}: contains NaN or infinite values"
+    ):
+        read_volume(path)
+    hu[2, 7, 7] = 40.0  # the same file without the bad voxel reads
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing((0.7, 0.7, 2.5))
+    sitk.WriteImage(image, str(path))
+    assert read_volume(path).hu.shape == (3, 16, 16)
