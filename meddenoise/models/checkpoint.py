@@ -45,7 +45,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "meddenoise-checkpoint/1"
-DEFAULT_MODEL_NAME = "unet-pu-v6"
+DEFAULT_MODEL_NAME = "unet-pu-v7"
 CARD_SUFFIX = ".card.json"
 SUFFIXES = (".pt", ".onnx")
 
