@@ -400,13 +400,13 @@ def _step(run: _Run, trainer: _Trainer) -> float:
         else contextlib.nullcontext()
     )
     with amp:
-        prediction = run.network(inputs)
-    loss = trainer.loss_fn(prediction.float(), targets)
+        prediction = run.network(inputs).float()
+    loss = trainer.loss_fn(prediction, targets)
     if run.teacher is not None:
         with amp:
             taught = run.teacher.predict(inputs)
         w = run.teacher.weight
-        loss = (1 - w) * loss + w * trainer.loss_fn(prediction.float(), taught)
+        loss = (1 - w) * loss + w * trainer.loss_fn(prediction, taught)
     trainer.optimiser.zero_grad(set_to_none=True)
     if trainer.scaler is not None:
         trainer.scaler.scale(loss).backward()
