@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +84,17 @@ def run_denoise(
         input_path=input_path, out_dir=out_dir, request=request, progress=progress or no_progress
     )  # type: ignore[arg-type]
     return summary.results
+
+
+@pytest.fixture
+def collect_dropped_association_sockets() -> Iterator[None]:
+    """Close, inside the test, sockets that pynetdicom leaves to the garbage collector.
+
+    An association whose peer was killed mid-transfer (the crash and kill tests do this on
+    purpose) keeps its socket until it is collected. Collected later, its ResourceWarning would
+    surface in an unrelated test (warnings are errors), so collect here and ignore only that warning.
+    """
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()

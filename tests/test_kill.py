@@ -26,7 +26,8 @@ from meddenoise.batch.ledger import LEDGER_NAME, Ledger
 from tests.conftest import REPO_ROOT
 from tests.dicom.synthetic import SyntheticSeries, make_series
 
-pytestmark = pytest.mark.slow
+# Killed peers leave pynetdicom sockets to the collector: collect them in the test that made them.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("collect_dropped_association_sockets")]
 
 SLICES = 3
 PYTHON = sys.executable

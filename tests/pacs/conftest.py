@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
 import json
 import os
 import shutil
@@ -20,7 +19,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,14 +155,5 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
 
 
 @pytest.fixture(autouse=True)
-def _collect_dropped_association_sockets() -> Iterator[None]:
-    """Close, inside the PACS tests, sockets that pynetdicom leaves to the garbage collector.
-
-    An association whose peer was killed mid-transfer (the crash tests do this on purpose) keeps
-    its socket until it is collected. Collected later, its ResourceWarning would surface in an
-    unrelated test (warnings are errors), so collect here and ignore only that warning.
-    """
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
+def _collect_dropped_sockets(collect_dropped_association_sockets: None) -> None:
+    """Every PACS test collects the sockets its killed peers left (see tests/conftest.py)."""
