@@ -72,7 +72,8 @@ class InferenceSettings:
         Mixed precision (bf16 where supported, else fp16) on CUDA; CPU always runs float32.
     noise_level_hu
         The input's noise SD in HU, told to a noise-conditioned model; None estimates it per
-        slice from the image (:func:`~meddenoise.metrics.noise_level.estimate_noise_sd`).
+        slice from the image (:func:`~meddenoise.metrics.noise_level.estimate_noise_sd`) and
+        limits the estimate to the card's ``noise_level_cap_hu``. A level given here is not capped.
     """
 
     roi: tuple[int, int] = (512, 512)
@@ -167,12 +168,21 @@ def _checked_volume(hu: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
 
 
 def slice_noise_levels(
-    volume: npt.NDArray[np.float32], settings: InferenceSettings
+    volume: npt.NDArray[np.float32], settings: InferenceSettings, *, cap_hu: float | None = None
 ) -> npt.NDArray[np.float32]:
-    """Each slice's noise SD in HU: ``settings.noise_level_hu`` if given, else estimated per slice."""
+    """Each slice's noise SD in HU as told to the network: ``settings.noise_level_hu`` if given,
+    else estimated per slice and limited to ``cap_hu`` (the card's ``noise_level_cap_hu``).
+
+    Examples
+    --------
+    >>> flat = np.zeros((2, 64, 64), dtype=np.float32)
+    >>> slice_noise_levels(flat, InferenceSettings(noise_level_hu=90.0), cap_hu=60.0).tolist()
+    [90.0, 90.0]
+    """
     if settings.noise_level_hu is not None:
         return np.full(volume.shape[0], settings.noise_level_hu, dtype=np.float32)
-    return np.array([estimate_noise_sd(s).sd_hu for s in volume], dtype=np.float32)
+    levels = np.array([estimate_noise_sd(s).sd_hu for s in volume], dtype=np.float32)
+    return levels if cap_hu is None else np.minimum(levels, np.float32(cap_hu))
 
 
 def network_input(
@@ -206,7 +216,7 @@ def _context_units(
     count = stop - start
     channels = [units[c : c + count] for c in range(k)]
     if model.card.noise_conditioned:
-        levels = slice_noise_levels(volume[start:stop], settings)
+        levels = slice_noise_levels(volume[start:stop], settings, cap_hu=model.card.noise_level_cap_hu)
         logger.debug("noise levels of slices %d..%d: %s HU", start, stop - 1, np.round(levels, 1))
         channels.append(np.broadcast_to(noise_map_unit(levels)[:, None, None], channels[0].shape))
     return np.ascontiguousarray(np.stack(channels, axis=1))

@@ -155,6 +155,31 @@ def test_strength_zero_returns_the_input_bit_exactly_without_running_the_network
     assert seen == [3]
 
 
+def _noise_map_model(cap_hu: float | None) -> LoadedModel:
+    """A noise-conditioned model whose output is its noise-level channel (1000 HU per 100 HU told)."""
+    card = ModelCard(
+        name="test",
+        version="0",
+        architecture="test",
+        architecture_kwargs={"noise_channel": True},
+        network_range=RANGE,
+        noise_level_cap_hu=cap_hu,
+    )
+    return LoadedModel(network=Channel(1), card=card)
+
+
+@pytest.mark.parametrize(
+    ("cap", "told", "expected"), [(None, None, 1000.0), (60.0, None, 600.0), (60.0, 90.0, 900.0)]
+)
+def test_the_cards_noise_cap_limits_estimated_levels_but_not_given_ones(
+    cap: float | None, told: float | None, expected: float
+) -> None:
+    noisy = (40.0 + np.random.default_rng(1).normal(0.0, 100.0, size=(1, 128, 128))).astype(np.float32)
+    out = denoise_volume(noisy, model=_noise_map_model(cap), settings=_settings(noise_level_hu=told))
+    assert np.ptp(out) < 1e-3 * expected  # one level per slice
+    assert out.mean() == pytest.approx(expected, rel=0.15 if cap is None and told is None else 1e-5)
+
+
 def test_strength_half_gives_the_midpoint() -> None:
     volume = _volume(slices=2, rows=30, cols=40)
     out = denoise_volume(volume, model=_model(Scale(2.0)), settings=_settings(strength=0.5))

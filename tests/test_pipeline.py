@@ -130,6 +130,30 @@ def test_a_series_with_pixels_the_model_never_saw_is_denoised_with_one_warning(
     assert out.hu.shape == series.hu.shape
 
 
+@pytest.mark.parametrize(
+    ("added_noise", "told", "logged"), [(120.0, None, True), (120.0, 120.0, False), (5.0, None, False)]
+)
+def test_the_log_says_when_the_models_noise_cap_applies(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, added_noise: float, told: float | None, logged: bool
+) -> None:
+    loaded = load_model(save_tiny_model(tmp_path / "tiny.pt", noise_channel=True))
+    capped = replace(loaded, card=replace(loaded.card, noise_level_cap_hu=60.0))
+    hu = torso_phantom(size=192, slices=2, pixel_mm=2.0)
+    hu = hu + np.random.default_rng(3).normal(0.0, added_noise, size=hu.shape).astype(np.float32)
+    write_new_series(hu=hu, pixel_mm=2.0, slice_mm=3.0, folder=tmp_path / "in")
+    with caplog.at_level("INFO", logger="meddenoise"):
+        run_denoise(
+            input_path=tmp_path / "in",
+            out_dir=tmp_path / "out",
+            model=capped,
+            settings=replace(CPU, noise_level_hu=told),
+        )
+    capped_lines = [r.getMessage() for r in caplog.records if "noise-map cap" in r.getMessage()]
+    assert len(capped_lines) == int(logged)
+    if logged:
+        assert "as if it had 60 HU" in capped_lines[0] and "--noise-level" in capped_lines[0]
+
+
 def test_several_series_in_one_folder_are_all_denoised_or_only_the_chosen(
     tmp_path: Path, tiny_model: Path
 ) -> None:

@@ -15,7 +15,8 @@ NoiseLevelOption = Annotated[
     str,
     typer.Option(
         "--noise-level",
-        help="The input's noise SD in HU told to noise-aware models, or auto (estimated per slice).",
+        help="The input's noise SD in HU told to noise-aware models (used as given), or auto: estimated "
+        "per slice and limited to the model's noise-map cap (60 HU for unet-pu-v7).",
     ),
 ]
 

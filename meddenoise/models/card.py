@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,9 @@ class ModelCard:
     created: str = field(default_factory=_today)
     meddenoise_version: str = __version__
     pixel_mm_range: tuple[float, float] | None = None  # in-plane pixel sizes of the training pairs
+    # The largest estimated noise level (HU) fed to a noise-conditioned network: noisier slices are
+    # denoised as if they had this much, which keeps low-contrast detectability (d′) at extreme noise.
+    noise_level_cap_hu: float | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -132,6 +136,14 @@ class ModelCard:
             if len(pixels) != 2 or not 0.0 < pixels[0] <= pixels[1]:
                 raise ValueError(f"pixel_mm_range must be [low, high] mm, got {self.pixel_mm_range!r}")
             object.__setattr__(self, "pixel_mm_range", pixels)
+        if self.noise_level_cap_hu is not None:
+            cap = float(self.noise_level_cap_hu)
+            if not (cap > 0.0 and math.isfinite(cap)) or not self.noise_conditioned:
+                raise ValueError(
+                    f"noise_level_cap_hu must be a positive number of HU on a noise-conditioned model, "
+                    f"got {self.noise_level_cap_hu!r}"
+                )
+            object.__setattr__(self, "noise_level_cap_hu", cap)
         object.__setattr__(self, "training_data", tuple(self.training_data))
         object.__setattr__(self, "metrics", tuple(self.metrics))
         try:
@@ -223,6 +235,7 @@ def card_markdown(card: ModelCard) -> str:
         f"unit = (HU - {r.offset_hu:g}) / {r.scale_hu:g}; HU above the range, or more than "
         f"{BELOW_RANGE_MARGIN_HU:g} below it (padding), pass through unchanged",
         *_pixel_line(card),
+        *_cap_line(card),
         "",
         "## Training data (and licences)",
         *[f"- {t.collection} ({t.role}): {t.licence}. {t.citation}" for t in card.training_data],
@@ -242,6 +255,15 @@ def card_markdown(card: ModelCard) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cap_line(card: ModelCard) -> list[str]:
+    if card.noise_level_cap_hu is None:
+        return []
+    return [
+        f"- noise map capped at {card.noise_level_cap_hu:g} HU: a slice estimated noisier is denoised as if "
+        "it had that much, to keep low-contrast detectability; an explicit --noise-level is not capped"
+    ]
 
 
 def _pixel_line(card: ModelCard) -> list[str]:

@@ -166,7 +166,7 @@ def run_series(
             return _streamed(info, step=step, out_dir=out_dir, policy=policy, progress=progress)
         source = load_info(info, progress)
         noise_hu = sampled_noise(info, source).sd_hu
-        logger.info("series %s: estimated noise %.1f HU SD", short_uid(info.series_uid), noise_hu)
+        _log_noise(info, noise_hu, step)
         lap("read")
         derived = step.apply(source, progress)
         lap("step")
@@ -221,6 +221,22 @@ def run_series(
     )
 
 
+def _log_noise(info: SeriesInfo, noise_hu: float, step: SeriesStep) -> None:
+    """The series' estimated noise, and whether the model's noise map will be capped below it."""
+    logger.info("series %s: estimated noise %.1f HU SD", short_uid(info.series_uid), noise_hu)
+    if not isinstance(step, DenoiseStep) or step.settings.noise_level_hu is not None:
+        return
+    card = step.model.card
+    if card.noise_level_cap_hu is not None and noise_hu > card.noise_level_cap_hu:
+        logger.info(
+            "series %s: model %s denoises it as if it had %g HU (its noise-map cap), keeping "
+            "low-contrast detail; give --noise-level to override",
+            short_uid(info.series_uid),
+            card.name,
+            card.noise_level_cap_hu,
+        )
+
+
 def streams(step: SeriesStep, policy: OutputPolicy) -> bool:
     """Whether a series is denoised chunk by chunk in flat memory: when nothing needs the whole
     volume at once (a report, a volume copy) and no slice may be missing (``allow_gaps``)."""
@@ -235,7 +251,7 @@ def _streamed(
     for problem in info.problems:
         logger.warning("series %s: %s", info.series_uid, problem)
     noise_hu = sampled_noise(info).sd_hu
-    logger.info("series %s: estimated noise %.1f HU SD", short_uid(info.series_uid), noise_hu)
+    _log_noise(info, noise_hu, step)
     identity = derived_identity(source=info, derivation=step.derivation)
     folder = stream_denoise(
         info, step=step, out_dir=out_dir, identity=identity, overwrite=policy.overwrite, progress=progress

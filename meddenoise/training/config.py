@@ -63,6 +63,7 @@ class ModelConfig:
     scale_hu: float = 1000.0
     description: str = ""
     init_checkpoint: str = ""  # fine-tune from this checkpoint path or shipped model name
+    noise_level_cap_hu: float = 0.0  # the card's cap on the estimated noise level; 0 = none
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,11 @@ def _check_network(recipe: TrainingRecipe) -> None:
     from meddenoise.models import build_network
 
     m = recipe.model
+    if m.noise_level_cap_hu < 0 or (m.noise_level_cap_hu > 0 and not m.kwargs.get("noise_channel", False)):
+        raise ConfigError(
+            f"model.noise_level_cap_hu = {m.noise_level_cap_hu} needs a positive value and "
+            "model.kwargs.noise_channel = true (0 means no cap)"
+        )
     try:
         network = build_network(m.architecture, in_channels=m.context_slices, **m.kwargs)
     except (TypeError, ValueError) as err:

@@ -336,6 +336,7 @@ def _bare_card(recipe: TrainingRecipe) -> ModelCard:
         architecture_kwargs=dict(m.kwargs),
         network_range=network_range(recipe),
         context_slices=m.context_slices,
+        noise_level_cap_hu=m.noise_level_cap_hu or None,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from meddenoise.models import MetricRecord, ModelCard, TrainingData
+from meddenoise.models import MetricRecord, ModelCard, TrainingData, card_markdown
 from meddenoise.windowing import NetworkRange
 
 
@@ -92,3 +92,27 @@ def test_the_training_pixel_range_round_trips_and_warns_only_outside_it() -> Non
 def test_a_malformed_pixel_range_is_refused(bad: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="pixel_mm_range"):
         ModelCard(name="demo", version="1", architecture="unet_pu", pixel_mm_range=bad)  # type: ignore[arg-type]
+
+
+def test_the_noise_level_cap_round_trips_shows_in_the_markdown_and_needs_a_noise_map() -> None:
+    card = ModelCard(
+        name="demo",
+        version="1",
+        architecture="unet_pu",
+        architecture_kwargs={"noise_channel": True},
+        noise_level_cap_hu=60,
+    )
+    assert ModelCard.from_json(card.to_json()) == card and card.noise_level_cap_hu == 60.0
+    assert "noise map capped at 60 HU" in card_markdown(card)
+    old = card.to_dict()
+    del old["noise_level_cap_hu"]
+    assert ModelCard.from_dict(old).noise_level_cap_hu is None  # a card from before the cap existed
+    for bad, kwargs in ((0.0, {"noise_channel": True}), (float("nan"), {"noise_channel": True}), (60.0, {})):
+        with pytest.raises(ValueError, match="noise_level_cap_hu"):
+            ModelCard(
+                name="d",
+                version="1",
+                architecture="unet_pu",
+                architecture_kwargs=kwargs,
+                noise_level_cap_hu=bad,
+            )

@@ -94,6 +94,8 @@ def test_lists_become_tuples_of_the_declared_length(tmp_path: Path) -> None:
         ("pixel_scales = []", "data.pixel_scales must be factors between 0.4 and 2.5"),
         ("[model]\ncontext_slices = 2", "model.context_slices must be odd"),
         ("[train]\npatch_size = 8", "train.patch_size >= 16"),
+        ("[model]\nnoise_level_cap_hu = -5.0", "model.noise_level_cap_hu = -5.0 needs a positive value"),
+        ("[model]\nnoise_level_cap_hu = 60.0", "model.noise_level_cap_hu = 60.0 needs a positive value"),
     ],
 )
 def test_values_out_of_range_are_refused(tmp_path: Path, extra: str, message: str) -> None:
