@@ -36,26 +36,10 @@ from typing import Any
 
 import detectability as det  # a sibling script: python puts benchmarks/ on the path
 import numpy as np
-from phantom_texture import Volume, read_ground_truth
+from phantom_texture import Volume, denoise_each, read_ground_truth
 
 logger = logging.getLogger("noise_cap_sweep")
 RESULTS = Path(__file__).resolve().parent / "results" / "noise_cap_sweep.json"
-
-
-def denoise_told(stack: Volume, levels: np.ndarray, model: Any) -> Volume:
-    """Each realisation alone through the product's inference, told its own noise level."""
-    from meddenoise.inference import InferenceSettings, denoise_volume
-
-    return np.concatenate(
-        [
-            denoise_volume(
-                stack[i : i + 1],
-                model=model,
-                settings=InferenceSettings(device="cpu", noise_level_hu=float(levels[i])),
-            )
-            for i in range(len(stack))
-        ]
-    )
 
 
 def estimates(stack: Volume) -> np.ndarray:
@@ -93,7 +77,10 @@ def sweep_dose(percent: float, truth: Volume, model: Any, args: argparse.Namespa
     full: tuple[Volume, Volume] | None = None
     for label, tell in levers:
         started = time.perf_counter()
-        outputs = (denoise_told(pair[0], tell(told[0]), model), denoise_told(pair[1], tell(told[1]), model))
+        outputs = (
+            denoise_each(pair[0], model, 1.0, tell(told[0])),
+            denoise_each(pair[1], model, 1.0, tell(told[1])),
+        )
         rows.append(row(label, pair, outputs, truth))
         if label == "scale 1":
             full = outputs

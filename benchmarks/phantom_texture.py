@@ -68,14 +68,20 @@ def abdomen_psnr(images: Volume, truth: Volume) -> float:
     return score_volume(denoised=images, reference=reference, protocols=("abdomen",))["abdomen"].mean_psnr
 
 
-def denoise_each(realisations: Volume, model: Any, strength: float) -> Volume:
-    """Each realisation through the product's inference (a LoadedModel) as a one-slice series."""
+def denoise_each(
+    realisations: Volume, model: Any, strength: float, noise_levels: Sequence[float] | None = None
+) -> Volume:
+    """Each realisation through the product's inference (a LoadedModel) as a one-slice series;
+    with ``noise_levels``, each is told its own level (else the level is estimated)."""
     from meddenoise.inference import InferenceSettings, denoise_volume
 
-    settings = InferenceSettings(device="cpu", strength=strength)
+    def settings(i: int) -> InferenceSettings:
+        level = None if noise_levels is None else float(noise_levels[i])
+        return InferenceSettings(device="cpu", strength=strength, noise_level_hu=level)
+
     return np.concatenate(
         [
-            denoise_volume(realisations[i : i + 1], model=model, settings=settings)
+            denoise_volume(realisations[i : i + 1], model=model, settings=settings(i))
             for i in range(len(realisations))
         ]
     )
