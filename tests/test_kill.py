@@ -215,6 +215,9 @@ def destination() -> Iterator[Destination]:
     dest.server.shutdown()
 
 
+# The sender threads here are pynetdicom's: a kill mid-association leaves their socket unclosed, and a
+# collection during the test reports it (CI saw it). Only that warning is ignored, only here.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_kill_9_of_the_node_then_restart(
     tmp_path: Path, tiny_model: Path, rng: random.Random, destination: Destination
 ) -> None:
